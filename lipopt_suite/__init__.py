@@ -1,0 +1,24 @@
+"""lipopt_suite: upper bounds, lower bounds and exact values of neural-network Lipschitz
+constants, side by side."""
+
+from __future__ import annotations
+
+from .bound import Bound, Domain, Norm
+from .errors import InputError, UnsupportedError
+from .io import from_torch, load, load_problem, save
+from .network import Network
+from .registry import estimate, method, methods
+
+__all__ = [
+    "Bound", "Domain", "Norm", "InputError", "UnsupportedError", "Network", "load",
+    "load_problem", "save", "from_torch", "estimate", "method", "methods", "compare",
+    "__version__",
+]
+__version__ = "0.1.0"
+
+
+def compare(*args, **kwargs):
+    """Run methods x problems and write a report (see lipopt_suite.harness.runner.compare)."""
+    from .harness.runner import compare as _compare
+
+    return _compare(*args, **kwargs)

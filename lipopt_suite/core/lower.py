@@ -1,0 +1,437 @@
+"""Lower bounds: the Lipschitz constant is at least any secant ratio it admits.
+
+Every method here searches for points where the Jacobian norm ||J(x)||_{p->p} is large
+(at data points, random points, by gradient ascent, simulated annealing or a grid), then
+turns the best point into a *witness pair* (x, y = x + h v) along the direction v that
+realises ||J(x)||, and reports the secant ratio ||f(y) - f(x)||_p / ||y - x||_p computed
+in float64. A secant ratio is a lower bound on the constant by definition, so the value
+needs no trust in autograd at kinks; for a ReLU net and small h it equals ||J(x)||.
+
+Domains: with no domain the search is global (over a search box, see `search_box`); with a
+ball or box both witness points stay in the set (a lower bound on the local constant over
+the set); with an anchored ball the witnesses are secants from the centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..bound import Bound, Domain
+from ..errors import InputError, UnsupportedError
+from ..network import Network
+from ..registry import method
+from .linalg import as_tensor
+
+# Floating-point evaluation of f(x) and f(y) is accurate to ~1e-15 relative; the secant's
+# cancellation can magnify that by |f| / (L h). Reported lower bounds are shrunk by this.
+SECANT_MARGIN = 1e-9
+# Step lengths tried for the witness pair, relative to max(1, ||x||).
+SECANT_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+# Elements of a Jacobian batch held at once (B * m * n).
+JACOBIAN_BATCH_ELEMENTS = 20_000_000
+
+
+# ------------------------------------------------------------------------ Jacobians
+def _module(net: Network, device: Any = None):
+    return net.to_torch(device=device, dtype=torch.float64)
+
+
+def batch_jacobians(net: Network, X: torch.Tensor | np.ndarray, *, device: Any = None
+                    ) -> torch.Tensor:
+    """Jacobians (B, m, n) of the flattened network at the rows of X (B, n), float64."""
+    module = _module(net, device)
+    X = as_tensor(X, device=device).reshape(-1, net.input_dim)
+    m, n = net.output_dim, net.input_dim
+    in_shape = net.input_shape
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return module(x.reshape(1, *in_shape)).reshape(-1)
+
+    jac = torch.func.jacrev(f) if m <= n else torch.func.jacfwd(f)
+    vjac = torch.func.vmap(jac)
+    step = max(1, JACOBIAN_BATCH_ELEMENTS // max(m * n, 1))
+    outs = [vjac(X[i:i + step]) for i in range(0, X.shape[0], step)]
+    return torch.cat(outs) if outs else torch.zeros((0, m, n), dtype=torch.float64)
+
+
+def jacobian_norms(J: torch.Tensor, norm: str) -> torch.Tensor:
+    """||J_b||_{p->p} for a batch (B, m, n)."""
+    if norm == "inf":
+        return J.abs().sum(-1).amax(-1)
+    if norm == "1":
+        return J.abs().sum(-2).amax(-1)
+    if min(J.shape[-2:]) == 1:
+        return torch.linalg.vector_norm(J, dim=(-2, -1))
+    return torch.linalg.matrix_norm(J, ord=2)
+
+
+def best_direction(J: torch.Tensor, norm: str) -> torch.Tensor:
+    """A direction v with ||v||_p = 1 and ||J v||_p = ||J||_{p->p} for one Jacobian (m, n)."""
+    if norm == "inf":
+        row = int(J.abs().sum(-1).argmax())
+        v = torch.sign(J[row])
+        return torch.where(v == 0, torch.ones_like(v), v)
+    if norm == "1":
+        col = int(J.abs().sum(0).argmax())
+        v = torch.zeros(J.shape[1], dtype=J.dtype, device=J.device)
+        v[col] = 1.0
+        return v
+    return torch.linalg.svd(J, full_matrices=False)[2][0]
+
+
+def vector_norm(x: np.ndarray, norm: str, axis: int = -1) -> np.ndarray:
+    order = {"2": 2, "inf": np.inf, "1": 1}[norm]
+    return np.linalg.norm(x, ord=order, axis=axis)
+
+
+def secant_ratios(net: Network, X: np.ndarray, Y: np.ndarray, norm: str) -> np.ndarray:
+    """||f(x) - f(y)||_p / ||x - y||_p for rows of X and Y, in float64."""
+    X = np.asarray(X, np.float64).reshape(-1, net.input_dim)
+    Y = np.asarray(Y, np.float64).reshape(-1, net.input_dim)
+    fx = net(X.reshape(-1, *net.input_shape)).reshape(len(X), -1)
+    fy = net(Y.reshape(-1, *net.input_shape)).reshape(len(Y), -1)
+    den = vector_norm(X - Y, norm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, vector_norm(fx - fy, norm) / den, 0.0)
+
+
+# ------------------------------------------------------------------------ domains
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where a lower-bound search looks: a box, optionally intersected with a ball."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    domain: Domain | None
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        dim = self.lower.size
+        if self.domain is not None and self.domain.kind == "ball":
+            d = rng.standard_normal((n, dim))
+            d /= np.linalg.norm(d, axis=1, keepdims=True)
+            r = float(self.domain.radius) * rng.random(n) ** (1.0 / dim)
+            return self.domain.center.ravel() + d * r[:, None]
+        return self.lower + (self.upper - self.lower) * rng.random((n, dim))
+
+    def project(self, X: np.ndarray) -> np.ndarray:
+        if self.domain is not None and self.domain.kind == "ball":
+            c, r = self.domain.center.ravel(), float(self.domain.radius)
+            d = X - c
+            nrm = np.linalg.norm(d, axis=-1, keepdims=True)
+            return c + d * np.minimum(1.0, r / np.maximum(nrm, 1e-300))
+        if self.domain is None:
+            return X
+        return np.clip(X, self.lower, self.upper)
+
+    def contains(self, X: np.ndarray) -> np.ndarray:
+        if self.domain is None:
+            return np.ones(len(X), dtype=bool)
+        return self.domain.contains(X)
+
+
+def search_box(net: Network, *, X: np.ndarray | None = None, radius: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The box a global search explores.
+
+    `radius` sets [-radius, radius]^n. Otherwise the box around the data X (10% margin),
+    or, with no data, [-R, R]^n with R = max(1, 3 max_i |b_i| / ||w_i||) over the first
+    layer's units (so every first-layer kink crosses the box). A heuristic: any box gives
+    valid lower bounds; a larger one finds more linear regions.
+    """
+    n = net.input_dim
+    if radius is not None:
+        if not radius > 0:
+            raise InputError(f"search radius must be positive, got {radius}")
+        return -np.full(n, float(radius)), np.full(n, float(radius))
+    if X is not None and np.asarray(X).size:
+        X = np.asarray(X, np.float64).reshape(-1, n)
+        lo, hi = X.min(0), X.max(0)
+        pad = 0.1 * np.maximum(hi - lo, 1e-3)
+        return lo - pad, hi + pad
+    R = 1.0
+    first = net.layers[0] if net.layers else None
+    W = getattr(first, "W", None)
+    if W is not None:
+        rows = np.linalg.norm(W, axis=1)
+        ok = rows > 0
+        if ok.any():
+            R = max(R, 3 * float(np.max(np.abs(first.b[ok]) / rows[ok])))
+    return -np.full(n, R), np.full(n, R)
+
+
+def _space(net: Network, domain: Domain | None, X: Any, radius: float | None) -> SearchSpace:
+    if domain is None:
+        lo, hi = search_box(net, X=X, radius=radius)
+        return SearchSpace(lo, hi, None)
+    return SearchSpace(domain.lower.ravel(), domain.upper.ravel(), domain)
+
+
+# ------------------------------------------------------------------------ witnesses
+def _witness(net: Network, x: np.ndarray, norm: str, space: SearchSpace
+             ) -> tuple[float, np.ndarray, np.ndarray, float]:
+    """Best secant (value, a, b, gradient norm) along the top direction v of J(x): the pair
+    (x - hv/2, x + hv/2), or for an anchored domain (x, x + hv) with x the centre."""
+    J = batch_jacobians(net, x[None])[0]
+    grad_norm = float(jacobian_norms(J[None], norm)[0])
+    v = best_direction(J, norm).numpy()
+    anchored = space.domain is not None and space.domain.anchored
+    scale = max(1.0, float(np.abs(x).max()))
+    best = (0.0, x, x)
+    if not np.any(v):
+        return 0.0, x, x, grad_norm
+    for h in SECANT_STEPS:
+        step = h * scale * v
+        for sign in (1.0, -1.0):
+            if anchored:
+                a, b = x, x + sign * step
+            else:
+                a, b = x - 0.5 * sign * step, x + 0.5 * sign * step
+            if not bool(space.contains(np.stack([a, b])).all()):
+                a, b = x, x + sign * step
+                if not bool(space.contains(b[None])[0]):
+                    continue
+            r = float(secant_ratios(net, a[None], b[None], norm)[0])
+            if r > best[0]:
+                best = (r, a, b)
+    return best[0] * (1 - SECANT_MARGIN), best[1], best[2], grad_norm
+
+
+def _lower_bound(name: str, net: Network, norm: str, domain: Domain | None,
+                 points: np.ndarray, scores: np.ndarray, space: SearchSpace,
+                 extra: dict[str, Any] | None = None, top: int = 5) -> Bound:
+    """Certify the `top` best-scoring points by secants and report the best."""
+    if len(points) == 0:
+        raise InputError(f"{name}: no search point lies in the domain")
+    order = np.argsort(-scores)[:top]
+    if space.domain is not None and space.domain.anchored:
+        # witnesses are secants from the centre: to the best points, and along J(centre)
+        c = space.domain.center.ravel()
+        ratios = secant_ratios(net, np.repeat(c[None], len(order), 0), points[order], norm)
+        k = int(np.argmax(ratios))
+        best = (float(ratios[k]) * (1 - SECANT_MARGIN), c, points[order[k]], 0.0)
+        w = _witness(net, c, norm, space)
+        if w[0] > best[0]:
+            best = w
+    else:
+        best = (0.0, points[order[0]], points[order[0]], 0.0)
+        for i in order:
+            w = _witness(net, points[i], norm, space)
+            if w[0] > best[0]:
+                best = w
+    value, a, b, grad_norm = best
+    details = {"witness": {"x": a, "y": b}, "gradient_norm_at_witness": grad_norm,
+               "best_search_score": float(scores[order[0]]), "points": int(len(points))}
+    details.update(extra or {})
+    return Bound(name, "lower", value, norm, certified=True, domain=domain, details=details)
+
+
+def _scores(net: Network, P: np.ndarray, norm: str, space: SearchSpace) -> np.ndarray:
+    """Search score of each point: the Jacobian norm, or for an anchored domain the secant
+    ratio from the centre (the Jacobian norm in the ball does not bound that constant)."""
+    if space.domain is not None and space.domain.anchored:
+        c = np.repeat(space.domain.center.reshape(1, -1), len(P), 0)
+        return secant_ratios(net, c, P, norm)
+    return jacobian_norms(batch_jacobians(net, P), norm).numpy()
+
+
+# ------------------------------------------------------------------------ methods
+@method("data", kind="lower", norms=("2", "inf", "1"), needs=("X",), anchored="optional",
+        summary="largest Jacobian norm over the data points X")
+def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any = None,
+         **options: Any) -> Bound:
+    """Max over data points of ||J(x)||, certified by a secant at the best points.
+
+    Reference: the "Data" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
+    Guarantee: certified lower bound with witness pair (x, y).
+    """
+    P = np.asarray(X, np.float64).reshape(-1, net.input_dim)
+    if not np.all(np.isfinite(P)):
+        raise InputError("data points X contain NaN or inf")
+    space = _space(net, domain, P, None)
+    P = P[space.contains(P)]
+    return _lower_bound("data", net, norm, domain, P, _scores(net, P, norm, space), space)
+
+
+@method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+        summary="largest Jacobian norm (or secant) at random points")
+def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None,
+                  samples: int = 2000, seed: int = 0, radius: float | None = None,
+                  X: Any = None, **options: Any) -> Bound:
+    """Jacobian norms at points drawn uniformly from the search box or the domain.
+
+    Guarantee: certified lower bound with witness pair (x, y).
+    """
+    space = _space(net, domain, X, radius)
+    P = space.sample(int(samples), np.random.default_rng(seed))
+    return _lower_bound("random", net, norm, domain, P, _scores(net, P, norm, space), space,
+                        {"samples": int(samples)})
+
+
+@method("gradient-ascent", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+        summary="gradient ascent on secant ratios, several restarts")
+def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = None,
+                    restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int = 0,
+                    radius: float | None = None, X: Any = None, device: Any = None,
+                    **options: Any) -> Bound:
+    """Adam on pairs of points to maximise ||f(x + d) - f(x - d)||_p / ||2d||_p, with the
+    half-length |d| shrinking geometrically (for ReLU nets the Jacobian norm is piecewise
+    constant, so its own gradient is zero; a secant across kinks is not).
+
+    Reference: the optimisation-based lower bounds of Scaman & Virmaux, NeurIPS 2018, and
+    the adversarial Lipschitz penalty's pair search (Terjek, ICLR 2020).
+    Guarantee: certified lower bound with witness pair (x, y).
+    """
+    space = _space(net, domain, X, radius)
+    rng = np.random.default_rng(seed)
+    module = _module(net, device)
+    n = net.input_dim
+    anchored = domain is not None and domain.anchored
+    order = {"2": 2, "inf": float("inf"), "1": 1}[norm]
+    lo = torch.as_tensor(space.lower, device=device)
+    hi = torch.as_tensor(space.upper, device=device)
+    start = torch.tensor(space.sample(int(restarts), rng), dtype=torch.float64, device=device)
+    scale = float(np.max(space.upper - space.lower)) / 4
+    if anchored:
+        # maximise the secant from the centre: z is the offset of the far point
+        c = torch.as_tensor(domain.center.ravel(), dtype=torch.float64, device=device)
+        z = (start - c).clone().requires_grad_(True)
+        params = [z]
+    else:
+        x = start.clone().requires_grad_(True)
+        d = torch.tensor(rng.standard_normal((int(restarts), n)), dtype=torch.float64,
+                         device=device, requires_grad=True)
+        params = [x, d]
+    opt = torch.optim.Adam(params, lr=lr * scale)
+    trail = []
+    for k in range(int(steps)):
+        if anchored:
+            a = c.expand(int(restarts), n)
+            b = c + _clip_ball(z, float(domain.radius))
+        else:
+            length = scale * (1e-3 ** (k / max(int(steps) - 1, 1)))
+            u = d / torch.linalg.vector_norm(d, ord=order, dim=1, keepdim=True).clamp_min(1e-300)
+            a, b = x - u * length, x + u * length
+            if domain is not None:
+                a, b = _project_t(a, space, lo, hi), _project_t(b, space, lo, hi)
+        fa = module(a.reshape(-1, *net.input_shape)).flatten(1)
+        fb = module(b.reshape(-1, *net.input_shape)).flatten(1)
+        num = torch.linalg.vector_norm(fb - fa, ord=order, dim=1)
+        den = torch.linalg.vector_norm(b - a, ord=order, dim=1).clamp_min(1e-300)
+        opt.zero_grad()
+        (-(num / den).sum()).backward()
+        opt.step()
+        if domain is not None and not anchored:
+            with torch.no_grad():
+                x.copy_(_project_t(x, space, lo, hi))
+        if k % 10 == 0 or k == int(steps) - 1:
+            trail.append((b if anchored else (a + b) / 2).detach().cpu().numpy())
+    P = np.concatenate(trail)
+    P = space.project(P) if domain is not None else P
+    return _lower_bound("gradient-ascent", net, norm, domain, P,
+                        _scores(net, P, norm, space), space,
+                        {"restarts": int(restarts), "steps": int(steps)})
+
+
+def _clip_ball(v: torch.Tensor, r: float) -> torch.Tensor:
+    nrm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    return v * torch.clamp(r / nrm.clamp_min(1e-300), max=1.0)
+
+
+def _project_t(x: torch.Tensor, space: SearchSpace, lo: torch.Tensor, hi: torch.Tensor
+               ) -> torch.Tensor:
+    if space.domain is not None and space.domain.kind == "ball":
+        c = torch.as_tensor(space.domain.center.ravel(), device=x.device)
+        return c + _clip_ball(x - c, float(space.domain.radius))
+    return torch.maximum(torch.minimum(x, hi), lo)
+
+
+@method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+        summary="simulated annealing (scipy dual_annealing) on the Jacobian norm")
+def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
+              maxfun: int = 3000, seed: int = 0, radius: float | None = None, X: Any = None,
+              **options: Any) -> Bound:
+    """Generalised simulated annealing (scipy.optimize.dual_annealing without local search)
+    maximising ||J(x)|| over the search box (points outside a ball domain are projected).
+
+    Reference: the "Annealing" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
+    Guarantee: certified lower bound with witness pair (x, y).
+    """
+    from scipy.optimize import dual_annealing
+
+    space = _space(net, domain, X, radius)
+    seen: list[np.ndarray] = []
+    scores: list[float] = []
+
+    def objective(z: np.ndarray) -> float:
+        p = space.project(z[None])
+        s = float(_scores(net, p, norm, space)[0])
+        seen.append(p[0])
+        scores.append(s)
+        return -s
+
+    bounds = list(zip(space.lower.tolist(), space.upper.tolist()))
+    x0 = space.sample(1, np.random.default_rng(seed))[0]
+    dual_annealing(objective, bounds, maxfun=int(maxfun), seed=seed, no_local_search=True,
+                   x0=x0)
+    return _lower_bound("annealing", net, norm, domain, np.array(seen), np.array(scores),
+                        space, {"evaluations": len(seen)})
+
+
+GRID_DEFAULT_POINTS = {1: 20_000, 2: 400, 3: 60}
+
+
+@method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+        summary="Jacobian norm on a regular grid (input dimension <= 3)")
+def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
+         resolution: int | None = None, radius: float | None = None, X: Any = None,
+         **options: Any) -> Bound:
+    """Jacobian norms at every point of a regular grid over the search box or domain.
+
+    Reference: the "Grid Search" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
+    Guarantee: certified lower bound with witness pair (x, y).
+    """
+    n = net.input_dim
+    if n > 3:
+        raise UnsupportedError(f"grid search needs input dimension <= 3, this net has {n}")
+    space = _space(net, domain, X, radius)
+    res = int(resolution or GRID_DEFAULT_POINTS[n])
+    axes = [np.linspace(lo, hi, res) for lo, hi in zip(space.lower, space.upper)]
+    P = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, n)
+    P = P[space.contains(P)]
+    return _lower_bound("grid", net, norm, domain, P, _scores(net, P, norm, space), space,
+                        {"resolution": res})
+
+
+@method("clever", kind="estimate", norms=("2", "inf", "1"), domain="required",
+        anchored="optional",
+        summary="CLEVER: extreme-value estimate of the local constant (no guarantee)")
+def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
+           batches: int = 50, batch_size: int = 64, seed: int = 0, **options: Any) -> Bound:
+    """Fit a reverse Weibull distribution to the per-batch maxima of ||J|| sampled in the
+    domain and report its location parameter.
+
+    Reference: Weng et al., "Evaluating the Robustness of Neural Networks: An Extreme Value
+    Theory Approach" (CLEVER), ICLR 2018.
+    Guarantee: estimate, no guarantee (it can fall below or above the true constant).
+    """
+    from scipy.stats import weibull_max
+
+    space = _space(net, domain, None, None)
+    rng = np.random.default_rng(seed)
+    P = space.sample(int(batches) * int(batch_size), rng)
+    s = jacobian_norms(batch_jacobians(net, P), norm).numpy().reshape(int(batches), -1)
+    maxima = s.max(1)
+    try:
+        shape, loc, scale = weibull_max.fit(maxima)
+        value = float(loc) if math.isfinite(loc) else float(maxima.max())
+    except Exception:  # noqa: BLE001 - the fit can fail on degenerate samples
+        value = float(maxima.max())
+    value = max(value, float(maxima.max()))
+    return Bound("clever", "estimate", value, norm, domain=domain,
+                 details={"sample_max": float(maxima.max()), "samples": int(P.shape[0])})
+

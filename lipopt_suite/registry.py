@@ -1,0 +1,146 @@
+"""The method registry: every method is a plain function registered once with `@method`.
+
+`estimate(net, "autolip", norm="2")` looks a method up, checks that it supports the norm,
+the network's layers and activations and the domain, runs it and stamps the wall time.
+Methods are discovered by importing every module under `core/` and `solvers/`, so adding a
+method is one decorated function in its own module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .bound import Bound, Domain, check_norm
+from .errors import InputError, UnsupportedError
+from .network import Network
+
+METHOD_PACKAGES = ("lipopt_suite.core", "lipopt_suite.solvers")
+NEEDS_DOMAIN = ("never", "optional", "required")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the registry knows of a method, beyond its function."""
+
+    name: str
+    fn: Callable[..., Bound]
+    kind: str
+    norms: tuple[str, ...]
+    summary: str
+    relu_only: bool = False  # needs ReLU (piecewise linear with slope set {0, 1})
+    mlp_only: bool = False  # needs Linear/activation layers only
+    domain: str = "optional"  # one of NEEDS_DOMAIN
+    needs: tuple[str, ...] = ()  # extra inputs, e.g. ("X",) for the data lower bound
+    domain_kinds: tuple[str, ...] = ("ball", "box")
+    anchored: str = "never"  # "never", "optional", "only": whether it bounds anchored constants
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "norms": list(self.norms),
+                "summary": self.summary, "relu_only": self.relu_only,
+                "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
+                "domain_kinds": list(self.domain_kinds), "anchored": self.anchored}
+
+
+METHODS: dict[str, MethodInfo] = {}
+_loaded = False
+
+
+def method(name: str, *, kind: str, norms: tuple[str, ...], summary: str, **flags: Any
+           ) -> Callable[[Callable[..., Bound]], Callable[..., Bound]]:
+    """Register `fn` under `name`. Flags are MethodInfo fields (relu_only, mlp_only, ...)."""
+    if kind not in ("upper", "lower", "exact", "estimate"):
+        raise ValueError(f"method {name}: unknown kind {kind!r}")
+    if flags.get("domain", "optional") not in NEEDS_DOMAIN:
+        raise ValueError(f"method {name}: domain must be one of {NEEDS_DOMAIN}")
+
+    def register(fn: Callable[..., Bound]) -> Callable[..., Bound]:
+        if name in METHODS and METHODS[name].fn is not fn:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = MethodInfo(name, fn, kind, tuple(norms), summary, **flags)
+        return fn
+
+    return register
+
+
+def load_all() -> dict[str, MethodInfo]:
+    """Import every method module once (solver libraries stay unimported until used)."""
+    global _loaded
+    if not _loaded:
+        for pkg_name in METHOD_PACKAGES:
+            pkg = importlib.import_module(pkg_name)
+            for mod in pkgutil.iter_modules(pkg.__path__):
+                if not mod.name.startswith("_"):
+                    importlib.import_module(f"{pkg_name}.{mod.name}")
+        _loaded = True
+    return METHODS
+
+
+def methods() -> list[MethodInfo]:
+    """Every registered method, sorted by kind then name."""
+    order = {"upper": 0, "exact": 1, "lower": 2, "estimate": 3}
+    return sorted(load_all().values(), key=lambda m: (order[m.kind], m.name))
+
+
+def get(name: str) -> MethodInfo:
+    table = load_all()
+    if name not in table:
+        raise InputError(f"unknown method {name!r}; valid methods: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain | None,
+                     options: dict[str, Any] | None = None) -> None:
+    """Raise UnsupportedError/InputError when `info` cannot run on this input."""
+    if norm not in info.norms:
+        raise UnsupportedError(f"method {info.name} does not support norm {norm} "
+                               f"(supported: {', '.join(info.norms)})")
+    if info.mlp_only and not net.is_mlp:
+        try:
+            net.mlp()
+        except InputError as exc:
+            raise UnsupportedError(f"method {info.name} needs an MLP: {exc}") from None
+    if info.relu_only and not net.is_relu:
+        names = sorted({a.name for a in net.activations if a.name != "relu"})
+        raise UnsupportedError(f"method {info.name} needs a ReLU network, this one has "
+                               f"{', '.join(names)} activations")
+    if domain is None and info.domain == "required":
+        raise InputError(f"method {info.name} needs a domain: give --center FILE and --radius R")
+    if domain is not None:
+        if info.domain == "never":
+            raise InputError(f"method {info.name} computes global bounds only; drop "
+                             "--center/--radius")
+        if domain.kind not in info.domain_kinds:
+            raise UnsupportedError(f"method {info.name} does not support a {domain.kind} domain "
+                                   f"(supported: {', '.join(info.domain_kinds)})")
+        if domain.center.size != net.input_dim:
+            raise InputError(f"domain centre has {domain.center.size} entries but the network "
+                             f"input has {net.input_dim} ({'x'.join(map(str, net.input_shape))})")
+        if domain.anchored and info.anchored == "never":
+            raise UnsupportedError(f"method {info.name} does not bound the anchored constant")
+        if not domain.anchored and info.anchored == "only":
+            raise UnsupportedError(f"method {info.name} bounds the constant anchored at the "
+                                   "centre only (use an anchored domain)")
+    for need in info.needs:
+        if (options or {}).get(need) is None:
+            raise InputError(f"method {info.name} needs {need} (e.g. data points stored as "
+                             f"'{need}' in the network's .npz file)")
+
+
+def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain | None = None,
+             **options: Any) -> Bound:
+    """Run one method on one network and return its Bound (wall time in `seconds`)."""
+    info = get(method_name)
+    norm = check_norm(norm)
+    net.validate()
+    check_applicable(info, net, norm, domain, options)
+    start = time.perf_counter()
+    bound = info.fn(net, norm=norm, domain=domain, **options)
+    elapsed = time.perf_counter() - start
+    if bound.seconds == 0.0:
+        bound = bound.replace(seconds=elapsed)
+    return bound
