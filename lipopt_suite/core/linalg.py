@@ -405,8 +405,17 @@ def conv_spectral_bounds(layer: Conv2d | AvgPool2d, in_shape: tuple[int, ...], *
     if isinstance(layer, AvgPool2d):
         in_shape = (1, *in_shape[1:])  # every channel is pooled alike
     w = weight.to(device=device, dtype=torch.float64)
-    upper, info = conv_fourier_upper(w, in_shape, stride, padding, device=device)
     numel = int(np.prod(in_shape))
+    out_numel = int(np.prod(F.conv2d(torch.zeros((1, *in_shape), dtype=torch.float64,
+                                                 device=w.device), w, stride=stride,
+                                     padding=padding).shape))
+    if max(numel, out_numel) <= EXACT_SVD_MAX_DIM:
+        # small enough to build the matrix: exact SVD and a Cholesky certificate
+        eye = torch.eye(numel, dtype=torch.float64, device=w.device).reshape(numel, *in_shape)
+        matrix = F.conv2d(eye, w, stride=stride, padding=padding).reshape(numel, -1).T
+        nb = dense_spectral_bounds(matrix)
+        return NormBounds(nb.lower, nb.upper, nb.certified, "matrix+" + nb.how, nb.details)
+    upper, info = conv_fourier_upper(w, in_shape, stride, padding, device=device)
     if iter_dtype is None:
         iter_dtype = torch.float64 if numel * w.shape[0] <= 4_000_000 else torch.float32
     wi = w.to(iter_dtype)
