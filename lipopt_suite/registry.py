@@ -38,12 +38,14 @@ class MethodInfo:
     needs: tuple[str, ...] = ()  # extra inputs, e.g. ("X",) for the data lower bound
     domain_kinds: tuple[str, ...] = ("ball", "box")
     anchored: str = "never"  # "never", "optional", "only": whether it bounds anchored constants
+    activations: tuple[str, ...] = ()  # activations it handles; empty: any
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "norms": list(self.norms),
                 "summary": self.summary, "relu_only": self.relu_only,
                 "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
-                "domain_kinds": list(self.domain_kinds), "anchored": self.anchored}
+                "domain_kinds": list(self.domain_kinds), "anchored": self.anchored,
+                "activations": list(self.activations)}
 
 
 METHODS: dict[str, MethodInfo] = {}
@@ -104,10 +106,12 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
             net.mlp()
         except InputError as exc:
             raise UnsupportedError(f"method {info.name} needs an MLP: {exc}") from None
-    if info.relu_only and not net.is_relu:
-        names = sorted({a.name for a in net.activations if a.name != "relu"})
-        raise UnsupportedError(f"method {info.name} needs a ReLU network, this one has "
-                               f"{', '.join(names)} activations")
+    allowed = ("relu",) if info.relu_only else info.activations
+    if allowed:
+        names = sorted({a.name for a in net.activations if a.name not in allowed})
+        if names:
+            raise UnsupportedError(f"method {info.name} needs {' or '.join(allowed)} "
+                                   f"activations, this network has {', '.join(names)}")
     if domain is None and info.domain == "required":
         raise InputError(f"method {info.name} needs a domain: give --center FILE and --radius R")
     if domain is not None:

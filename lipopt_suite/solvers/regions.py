@@ -187,7 +187,7 @@ def region_norms(regions: list[Region], norm: str) -> np.ndarray:
 
 
 @method("regions", kind="exact", norms=("2", "inf", "1"), mlp_only=True,
-        domain_kinds=("box",),
+        domain_kinds=("box",), activations=("relu", "leaky_relu"),
         summary="exact: max ||J|| over every full-dimensional linear region (tiny nets)")
 def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
             max_regions: int = MAX_REGIONS, time_limit: float | None = None,

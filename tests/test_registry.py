@@ -1,0 +1,65 @@
+"""The registry: lookup, applicability checks, timing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lipopt_suite import Domain, InputError, UnsupportedError, estimate
+from lipopt_suite.harness.nets import random_cnn, random_mlp
+from lipopt_suite.registry import get, methods
+
+# Names agreed in DESIGN.md section 5 that the foundation registers.
+FOUNDATION = {"frobenius", "autolip", "seqlip", "seqlip-greedy", "data", "random",
+              "gradient-ascent", "annealing", "grid", "clever", "regions"}
+
+
+def test_foundation_methods_are_registered_with_docstrings():
+    names = {m.name for m in methods()}
+    assert FOUNDATION <= names
+    for m in methods():
+        doc = m.fn.__doc__ or ""
+        assert "Guarantee:" in doc, m.name
+        assert m.kind in ("upper", "lower", "exact", "estimate")
+
+
+def test_unknown_method_lists_valid_ones():
+    with pytest.raises(InputError, match="valid methods: .*autolip"):
+        get("nope")
+
+
+def test_unsupported_norm():
+    with pytest.raises(UnsupportedError, match="norm inf"):
+        estimate(random_mlp([2, 3, 1]), "frobenius", norm="inf")
+
+
+def test_relu_only_method_refuses_tanh():
+    with pytest.raises(UnsupportedError, match="tanh"):
+        estimate(random_mlp([2, 3, 1], activation="tanh"), "regions")
+
+
+def test_mlp_only_method_refuses_cnn():
+    with pytest.raises(UnsupportedError, match="MLP"):
+        estimate(random_cnn(), "seqlip")
+
+
+def test_domain_rules():
+    net = random_mlp([2, 3, 1])
+    with pytest.raises(InputError, match="needs a domain"):
+        estimate(net, "clever")
+    with pytest.raises(InputError, match="global bounds only"):
+        estimate(net, "autolip", domain=Domain.ball([0.0, 0.0], 1.0))
+    with pytest.raises(InputError, match="centre has 3 entries"):
+        estimate(net, "random", domain=Domain.ball([0.0, 0.0, 0.0], 1.0))
+    with pytest.raises(UnsupportedError, match="ball domain"):
+        estimate(net, "regions", domain=Domain.ball([0.0, 0.0], 1.0))
+
+
+def test_data_needs_points():
+    with pytest.raises(InputError, match="needs X"):
+        estimate(random_mlp([2, 3, 1]), "data")
+
+
+def test_estimate_stamps_time():
+    b = estimate(random_mlp([2, 3, 1]), "autolip", norm=np.inf)
+    assert b.norm == "inf" and b.seconds > 0
