@@ -292,13 +292,13 @@ def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = No
     n = net.input_dim
     anchored = domain is not None and domain.anchored
     order = {"2": 2, "inf": float("inf"), "1": 1}[norm]
-    lo = torch.as_tensor(space.lower, device=device)
-    hi = torch.as_tensor(space.upper, device=device)
+    lo = as_tensor(space.lower, device=device)
+    hi = as_tensor(space.upper, device=device)
     start = torch.tensor(space.sample(int(restarts), rng), dtype=torch.float64, device=device)
     scale = float(np.max(space.upper - space.lower)) / 4
     if anchored:
         # maximise the secant from the centre: z is the offset of the far point
-        c = torch.as_tensor(domain.center.ravel(), dtype=torch.float64, device=device)
+        c = as_tensor(domain.center.ravel(), device=device)
         z = (start - c).clone().requires_grad_(True)
         params = [z]
     else:
@@ -345,7 +345,7 @@ def _clip_ball(v: torch.Tensor, r: float) -> torch.Tensor:
 def _project_t(x: torch.Tensor, space: SearchSpace, lo: torch.Tensor, hi: torch.Tensor
                ) -> torch.Tensor:
     if space.domain is not None and space.domain.kind == "ball":
-        c = torch.as_tensor(space.domain.center.ravel(), device=x.device)
+        c = as_tensor(space.domain.center.ravel(), device=x.device)
         return c + _clip_ball(x - c, float(space.domain.radius))
     return torch.maximum(torch.minimum(x, hi), lo)
 

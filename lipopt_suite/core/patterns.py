@@ -63,8 +63,9 @@ def greedy_pattern_norm(A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tens
     n = A.shape[1]
     gen = torch.Generator().manual_seed(seed)
     inits = [torch.full((n,), beta, dtype=torch.float64)]
-    # the sign pattern of the top singular pair of the all-beta product
-    inits += [torch.where(torch.rand(n, generator=gen) < 0.5, alpha, beta).to(torch.float64)
+    lo = torch.tensor(alpha, dtype=torch.float64)
+    hi = torch.tensor(beta, dtype=torch.float64)
+    inits += [torch.where(torch.rand(n, generator=gen) < 0.5, lo, hi)
               for _ in range(max(starts - 1, 0))]
     best_val, best_s = -1.0, inits[0]
     for s in inits:
@@ -72,7 +73,7 @@ def greedy_pattern_norm(A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tens
             M = (A * s) @ B
             U, _, Vh = torch.linalg.svd(M, full_matrices=False)
             p, q = A.T @ U[:, 0], B @ Vh[0]
-            s_new = torch.where(p * q > 0, beta, alpha).to(torch.float64)
+            s_new = torch.where(p * q > 0, hi, lo)
             if torch.equal(s_new, s):
                 break
             s = s_new
