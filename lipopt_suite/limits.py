@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # "spawn" keeps the child free of the parent's thread pools (fork after OpenMP/torch
 # threads have started can deadlock); the cost is one interpreter start per call.
