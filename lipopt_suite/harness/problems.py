@@ -1,0 +1,556 @@
+"""The problem suite: shipped instances, their manifest, the generators and the presets.
+
+`SUITE` says how every shipped problem is made (a generator and its parameters) and what it
+is for (family, norms, optional domain, series position, known or published values);
+`make_problems(out)` regenerates each `.npz` deterministically and writes
+`out/manifest.toml`; `load_manifest(root)` reads and validates a manifest, so users may
+also point the harness at their own directory of problems. `PRESETS` names the batches the
+harness runs (`lipopt compare --preset NAME`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bound import NORMS
+from ..errors import InputError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+MANIFEST = "manifest.toml"
+FAMILIES = ("scaman2018", "lipsdp", "exact", "digits", "constrained")
+DEFAULT_ROOT = Path("problems")
+REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
+
+# Method names of DESIGN.md section 5; presets may only name these.
+DESIGN_METHODS = (
+    "frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-neuron", "lipsdp-layer",
+    "eclipse-fast", "liplt", "local", "lipopt-lp", "data", "random", "gradient-ascent",
+    "annealing", "grid", "clever", "regions", "hypercube", "mip",
+)
+
+# Hidden width of the scaman2018 MLPs: with 20 units per layer, the ratios Frob./AutoLip
+# and SeqLip/AutoLip of the trained nets fall in the range of the published table.
+SCAMAN_WIDTH = 20
+SCAMAN_LAYERS = (4, 5, 7, 10)
+# Scaman & Virmaux, NeurIPS 2018, MLP table (their own trained nets, l2 norm).
+SCAMAN_PUBLISHED: dict[int, dict[str, float]] = {
+    4: {"frobenius": 648.2, "autolip": 33.04, "seqlip": 21.47, "seqlip-greedy": 21.47,
+        "data": 4.36, "annealing": 4.55, "grid": 6.56},
+    5: {"frobenius": 4283.1, "autolip": 134.4, "seqlip": 72.87, "seqlip-greedy": 72.87,
+        "data": 6.77, "annealing": 5.8, "grid": 7.1},
+    7: {"frobenius": 22341.0, "autolip": 294.6, "seqlip": 130.2, "seqlip-greedy": 130.2,
+        "data": 5.4, "annealing": 5.27, "grid": 6.51},
+    10: {"frobenius": 7343800.0, "autolip": 19248.2, "seqlip": 2463.44,
+         "seqlip-greedy": 2463.36, "data": 10.04, "annealing": 5.77, "grid": 17.1},
+}
+# x-axis label of each series in the bound-vs-depth plots
+SERIES_AXIS = {
+    "scaman2018": "linear layers",
+    "lipsdp-depth": "linear layers",
+    "lipmip-width": "i (hidden sizes 20, 20 i, 20)",
+    "lipmip-depth": "hidden layers of 20",
+    "lipcst": "graph nodes",
+}
+
+
+# ----------------------------------------------------------------------------- problems
+@dataclass(frozen=True)
+class DomainSpec:
+    """Where local methods look: a ball or box around the file's `center`, at each radius."""
+
+    kind: str
+    radii: tuple[float, ...]
+    anchored: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "radii": list(self.radii), "anchored": self.anchored}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One manifest entry (paths relative to the manifest's directory)."""
+
+    name: str
+    file: str
+    family: str
+    description: str
+    norms: tuple[str, ...] = ("2",)
+    domain: DomainSpec | None = None
+    series: str | None = None
+    x: float | None = None  # position in its series (depth, width index, nodes)
+    known_upper: dict[str, float] = field(default_factory=dict)  # norm -> guaranteed bound
+    published: dict[str, float] = field(default_factory=dict)  # method -> published value
+    generator: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    root: Path = DEFAULT_ROOT
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest fields (no root), as stored in a results directory."""
+        out: dict[str, Any] = {"file": self.file, "family": self.family,
+                               "description": self.description, "norms": list(self.norms)}
+        if self.domain is not None:
+            out["domain"] = self.domain.to_dict()
+        if self.series is not None:
+            out["series"] = self.series
+            out["x"] = self.x
+        if self.known_upper:
+            out["known_upper"] = dict(self.known_upper)
+        if self.published:
+            out["published"] = dict(self.published)
+        if self.generator:
+            out["generator"] = self.generator
+            out["params"] = dict(self.params)
+        return out
+
+
+def _problem_from_dict(name: str, d: Any, root: Path, where: str) -> Problem:
+    if not isinstance(d, dict):
+        raise InputError(f"{where}: problem {name!r} must be a table")
+    for key in ("file", "family"):
+        if not isinstance(d.get(key), str) or not d[key]:
+            raise InputError(f"{where}: problem {name!r} needs a string '{key}'")
+    known = {"file", "family", "description", "norms", "domain", "series", "x", "known_upper",
+             "published", "generator", "params"}
+    extra = sorted(set(d) - known)
+    if extra:
+        raise InputError(f"{where}: problem {name!r} has unknown keys {', '.join(extra)}")
+    norms = d.get("norms", ["2"])
+    if not isinstance(norms, list) or not norms:
+        raise InputError(f"{where}: problem {name!r}: 'norms' must be a non-empty list")
+    norms = [str(n) for n in norms]
+    bad = [n for n in norms if n not in NORMS]
+    if bad:
+        raise InputError(f"{where}: problem {name!r}: unknown norm {bad[0]!r} "
+                         f"(use {', '.join(NORMS)})")
+    domain = None
+    if d.get("domain") is not None:
+        dd = d["domain"]
+        if not isinstance(dd, dict):
+            raise InputError(f"{where}: problem {name!r}: 'domain' must be a table")
+        kind = dd.get("kind", "ball")
+        radii = dd.get("radii", [dd["radius"]] if "radius" in dd else None)
+        if kind not in ("ball", "box"):
+            raise InputError(f"{where}: problem {name!r}: domain kind must be ball or box")
+        if not isinstance(radii, list) or not radii or not all(
+                isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in radii):
+            raise InputError(f"{where}: problem {name!r}: domain needs 'radius' or 'radii', "
+                             "positive numbers")
+        anchored = bool(dd.get("anchored", False))
+        if anchored and kind != "ball":
+            raise InputError(f"{where}: problem {name!r}: an anchored domain must be a ball")
+        domain = DomainSpec(kind, tuple(float(r) for r in radii), anchored)
+    known_upper = {str(k): float(v) for k, v in (d.get("known_upper") or {}).items()}
+    if any(k not in NORMS for k in known_upper):
+        raise InputError(f"{where}: problem {name!r}: known_upper keys must be norms")
+    return Problem(
+        name=name, file=d["file"], family=d["family"], description=str(d.get("description", "")),
+        norms=tuple(norms), domain=domain, series=d.get("series"),
+        x=None if d.get("x") is None else float(d["x"]), known_upper=known_upper,
+        published={str(k): float(v) for k, v in (d.get("published") or {}).items()},
+        generator=str(d.get("generator", "")), params=dict(d.get("params") or {}), root=root)
+
+
+def load_manifest(root: str | Path = DEFAULT_ROOT) -> dict[str, Problem]:
+    """Read ROOT/manifest.toml; every fault is an InputError naming the manifest."""
+    root = Path(root)
+    path = root / MANIFEST if root.is_dir() or not root.suffix else root
+    if path.is_file():
+        root = path.parent
+    if not path.exists():
+        raise InputError(f"{path}: no problem manifest (run `lipopt make-problems --out "
+                         f"{root}` to create the shipped suite)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("problems")
+    if not isinstance(table, dict) or not table:
+        raise InputError(f"{path}: no [problems.NAME] tables")
+    return {name: _problem_from_dict(name, d, root, str(path)) for name, d in table.items()}
+
+
+def check_files(problems: Iterable[Problem]) -> dict[str, tuple[Any, dict[str, np.ndarray]]]:
+    """Load every problem's file (validated) or raise an InputError naming it."""
+    from ..io import load_problem
+
+    out = {}
+    for p in problems:
+        if not p.path.exists():
+            raise InputError(f"problem {p.name}: file {p.path} named in the manifest does "
+                             "not exist")
+        try:
+            net, extras = load_problem(p.path)
+        except InputError as exc:
+            raise type(exc)(f"problem {p.name}: {exc}") from None
+        if p.domain is not None:
+            center = extras.get("center")
+            if center is None:
+                raise InputError(f"problem {p.name}: {p.path} has no 'center' array, needed "
+                                 "by its domain")
+            if center.size != net.input_dim:
+                raise InputError(f"problem {p.name}: 'center' has {center.size} entries, the "
+                                 f"network input has {net.input_dim}")
+        out[p.name] = (net, extras)
+    return out
+
+
+# ---------------------------------------------------------------------------- writing
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").isalnum() else '"' + key + '"'
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            raise ValueError("TOML manifest values must be finite")
+        return repr(float(v))
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def manifest_text(problems: Sequence[Problem]) -> str:
+    """The manifest for `problems`, in TOML."""
+    lines = ["# Problem suite of lipopt_suite. Regenerate with `lipopt make-problems`.",
+             "# Paths are relative to this file. Fields: see docs/harness.md.", ""]
+    for p in problems:
+        lines.append(f"[problems.{_toml_key(p.name)}]")
+        for key, value in p.to_dict().items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- generators
+def _gen_scaman(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .train import train_scaman_mlp
+
+    t = train_scaman_mlp(params["layers"], width=params["width"], seed=params.get("seed", 0))
+    return t.net, t.extras
+
+
+def _gen_random_mlp(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .nets import random_mlp
+
+    return random_mlp(params["sizes"], params.get("seed", 0)), {}
+
+
+def _gen_lipmip_width(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .nets import lipmip_width
+
+    return lipmip_width(params["i"], params.get("seed", 0)), {}
+
+
+def _gen_lipmip_depth(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .nets import lipmip_depth
+
+    return lipmip_depth(params["i"], params.get("seed", 0)), {}
+
+
+def _gen_digits(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .train import train_digits_cnn, train_digits_mlp
+
+    fn = train_digits_cnn if params["model"] == "cnn" else train_digits_mlp
+    t = fn(seed=params.get("seed", 0))
+    return t.net, t.extras
+
+
+def _gen_constrained(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .train import train_constrained_mlp
+
+    t = train_constrained_mlp(params["constraint"], radius=params["radius"],
+                              layers=params["layers"], width=params["width"],
+                              seed=params.get("seed", 0))
+    return t.net, t.extras
+
+
+def _gen_lipcst(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from ..solvers.hypercube import lipcst_instance  # lands with the hypercube method
+
+    net, _graph = lipcst_instance(params["nodes"], p=params.get("p", 0.5),
+                                  seed=params.get("seed", 0),
+                                  weighted=params.get("weighted", False))
+    return net, {}
+
+
+def _gen_fixture(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    raise AssertionError("fixtures are copied, not generated")  # handled in make_problems
+
+
+GENERATORS: dict[str, Callable[[dict[str, Any]], tuple[Any, dict[str, np.ndarray]]]] = {
+    "scaman_mlp": _gen_scaman, "random_mlp": _gen_random_mlp,
+    "lipmip_width": _gen_lipmip_width, "lipmip_depth": _gen_lipmip_depth,
+    "digits": _gen_digits, "constrained": _gen_constrained, "lipcst": _gen_lipcst,
+    "fixture": _gen_fixture,
+}
+
+DIGITS_RADII = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+CONSTRAINED_RADIUS = 1.5  # per-layer operator-norm radius of the constrained family
+CONSTRAINED_LAYERS = 4
+
+
+def _suite() -> list[Problem]:
+    out: list[Problem] = []
+    for L in SCAMAN_LAYERS:
+        out.append(Problem(
+            f"scaman_mlp{L}", f"scaman2018/mlp{L}.npz", "scaman2018",
+            f"{L}-layer ReLU MLP (width {SCAMAN_WIDTH}) fitted to a 2-D Gaussian-process "
+            "sample, as in Scaman & Virmaux 2018; X = training inputs",
+            ("2",), series="scaman2018", x=L, published=SCAMAN_PUBLISHED[L],
+            generator="scaman_mlp", params={"layers": L, "width": SCAMAN_WIDTH, "seed": 0}))
+    out.append(Problem(
+        "lipsdp_random", "lipsdp/lipsdp_random.npz", "lipsdp",
+        "2-10-30-20-2 random net of the LipSDP repository (no biases)", ("2",),
+        published={"lipsdp-layer": 39.839, "lipsdp-neuron": 36.482}, generator="fixture"))
+    out.append(Problem(
+        "lipsdp_mnist", "lipsdp/lipsdp_mnist.npz", "lipsdp",
+        "784-50-10 MNIST net of the LipSDP repository (no biases)", ("2",),
+        generator="fixture"))
+    for i in range(1, 6):
+        sizes = [4] + [16] * i + [2]
+        out.append(Problem(
+            f"lipsdp_depth{i + 1}", f"lipsdp/depth{i + 1}.npz", "lipsdp",
+            f"random ReLU MLP {'-'.join(map(str, sizes))} (seed {i})", ("2",),
+            series="lipsdp-depth", x=i + 1, generator="random_mlp",
+            params={"sizes": sizes, "seed": i}))
+    for i in (1, 2, 3):
+        out.append(Problem(
+            f"lipmip_width{i}", f"exact/lipmip_width{i}.npz", "exact",
+            f"lipMIP width series: random ReLU MLP 2-20-{20 * i}-20-2", ("2", "inf", "1"),
+            series="lipmip-width", x=i, generator="lipmip_width", params={"i": i, "seed": 0}))
+    for i in (1, 2, 3, 4):
+        sizes = [2] + [20] * i + [2]
+        out.append(Problem(
+            f"lipmip_depth{i}", f"exact/lipmip_depth{i}.npz", "exact",
+            f"lipMIP depth series: random ReLU MLP {'-'.join(map(str, sizes))}",
+            ("2", "inf", "1"), series="lipmip-depth", x=i, generator="lipmip_depth",
+            params={"i": i, "seed": 1}))
+    for k, sizes in enumerate(([2, 6, 6, 1], [2, 8, 8, 2], [3, 6, 6, 2], [2, 10, 10, 10, 1])):
+        out.append(Problem(
+            f"tiny{k}", f"exact/tiny{k}.npz", "exact",
+            f"tiny random ReLU MLP {'-'.join(map(str, sizes))}: regions is exact",
+            ("2", "inf", "1"), generator="random_mlp", params={"sizes": sizes, "seed": 10 + k}))
+    for nodes in (5, 6, 8):
+        out.append(Problem(
+            f"lipcst_n{nodes}", f"exact/lipcst_n{nodes}.npz", "exact",
+            f"LIP-CST instance from a G({nodes}, 0.5) graph (Max-Cut reduction of Scaman & "
+            "Virmaux 2018)", ("2",), series="lipcst", x=nodes, generator="lipcst",
+            params={"nodes": nodes, "p": 0.5, "seed": nodes}))
+    for model in ("mlp", "cnn"):
+        file = f"digits/digits_{model}.npz"
+        kind = "MLP 64-20-20-10" if model == "mlp" else "CNN conv8-pool-conv16-linear"
+        out.append(Problem(
+            f"digits_{model}", file, "digits",
+            f"ReLU {kind} trained on scikit-learn's 8x8 digits; X = 300 test images",
+            ("2",), generator="digits", params={"model": model, "seed": 0}))
+        out.append(Problem(
+            f"digits_{model}_local", file, "digits",
+            f"the digits {model.upper()} around one correctly classified test image, l2 balls "
+            "of growing radius (pixels in [0, 1])", ("2",),
+            domain=DomainSpec("ball", DIGITS_RADII, anchored=True),
+            generator="digits", params={"model": model, "seed": 0}))
+    for c in ("l2", "linf", "l1", "spectral"):
+        from .train import CONSTRAINT_NORM
+
+        norm = CONSTRAINT_NORM[c]
+        how = ("spectral normalisation" if c == "spectral"
+               else f"projection onto the {c} operator-norm ball after each step")
+        bound = (1.0 if c == "spectral" else CONSTRAINED_RADIUS) ** CONSTRAINED_LAYERS
+        out.append(Problem(
+            f"constrained_{c}", f"constrained/{c}.npz", "constrained",
+            f"4-layer MLP fitted to the 2-D task under {how}; L_{norm} <= {bound:g}",
+            (norm,), known_upper={norm: bound}, generator="constrained",
+            params={"constraint": c, "radius": 1.0 if c == "spectral" else CONSTRAINED_RADIUS,
+                    "layers": CONSTRAINED_LAYERS, "width": SCAMAN_WIDTH, "seed": 0}))
+    return out
+
+
+SUITE: tuple[Problem, ...] = tuple(_suite())
+
+
+def make_problems(out: str | Path = DEFAULT_ROOT, *, only: Sequence[str] | None = None,
+                  echo: Callable[[str], None] | None = None) -> list[Problem]:
+    """Regenerate the suite's files under `out` and write `out/manifest.toml`.
+
+    `only` restricts to problem names or families (the manifest still lists every problem
+    whose file exists). A generator whose module is missing is skipped with a message.
+    """
+    out = Path(out)
+    selected = set(only or [])
+    names = {p.name for p in SUITE} | set(FAMILIES)
+    unknown = sorted(selected - names)
+    if unknown:
+        raise InputError(f"unknown problem or family {unknown[0]!r}")
+    done: dict[str, Path] = {}
+    written: list[Problem] = []
+    for p in SUITE:
+        target = out / p.file
+        wanted = not selected or p.name in selected or p.family in selected
+        if wanted and p.file not in done:
+            start = time.perf_counter()
+            if p.generator == "fixture":
+                source = REPO_PROBLEMS / p.file
+                if target.resolve() != source.resolve():
+                    if not source.exists():
+                        raise InputError(f"fixture {source} is missing")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+                    for extra in source.parent.glob("LICENSE*"):
+                        shutil.copyfile(extra, target.parent / extra.name)
+            else:
+                try:
+                    net, extras = GENERATORS[p.generator](p.params)
+                except ImportError as exc:
+                    if echo:
+                        echo(f"skipped {p.name}: {exc}")
+                    continue
+                from ..io import save
+
+                save(net, target, **extras)
+            done[p.file] = target
+            if echo:
+                echo(f"{p.name:<22} {target}  ({time.perf_counter() - start:.1f} s)")
+        if target.exists():
+            written.append(dataclasses.replace(p, root=out))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text(manifest_text(written))
+    return written
+
+
+# ----------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class Part:
+    """Methods to run on some problems: a family name or explicit problem names."""
+
+    problems: tuple[str, ...]  # problem names or family names
+    methods: tuple[str, ...]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> options
+
+    def matches(self, problem: Problem) -> bool:
+        return problem.name in self.problems or problem.family in self.problems
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    parts: tuple[Part, ...]
+    time_limit: float  # seconds per job
+
+    def methods_for(self, problem: Problem) -> list[tuple[str, dict[str, Any]]]:
+        """(method, options) pairs this preset runs on `problem`, in a stable order."""
+        out: dict[str, dict[str, Any]] = {}
+        for part in self.parts:
+            if part.matches(problem):
+                for m in part.methods:
+                    out.setdefault(m, dict(part.options.get(m, {})))
+        return list(out.items())
+
+    def problem_names(self, manifest: dict[str, Problem]) -> list[str]:
+        return [n for n, p in manifest.items() if any(part.matches(p) for part in self.parts)]
+
+
+UPPER_L2 = ("frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-layer", "lipsdp-neuron",
+            "eclipse-fast", "liplt")
+LOWER = ("data", "random", "gradient-ascent", "annealing", "grid")
+EXACT = ("regions", "hypercube", "mip")
+SCAMAN_COLUMNS = ("frobenius", "autolip", "seqlip", "seqlip-greedy", "data", "annealing",
+                  "grid")
+
+_QUICK_LOWER = {"annealing": {"maxfun": 1000}, "gradient-ascent": {"restarts": 8, "steps": 200}}
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        "default", "every family, the methods that finish in seconds to a minute", (
+            Part(("scaman2018",), UPPER_L2 + LOWER, _QUICK_LOWER),
+            Part(("lipsdp_random", "lipsdp_depth2", "lipsdp_depth3", "lipsdp_depth4"),
+                 ("frobenius", "autolip", "seqlip", "lipsdp-layer", "lipsdp-neuron",
+                  "eclipse-fast", "liplt", "gradient-ascent", "grid"), _QUICK_LOWER),
+            Part(("lipsdp_mnist",), ("frobenius", "autolip", "seqlip-greedy", "lipsdp-layer",
+                                     "eclipse-fast", "liplt", "gradient-ascent"),
+                 _QUICK_LOWER),
+            Part(("tiny0", "tiny1", "tiny2", "lipmip_depth1", "lipmip_depth2", "lipcst_n5",
+                  "lipcst_n6"),
+                 ("regions", "hypercube", "mip", "autolip", "seqlip", "lipsdp-neuron", "liplt",
+                  "gradient-ascent", "grid"), _QUICK_LOWER),
+            Part(("digits_mlp", "digits_cnn"),
+                 ("autolip", "seqlip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast",
+                  "liplt", "data", "gradient-ascent"), _QUICK_LOWER),
+            Part(("digits_mlp_local",), ("local", "random", "gradient-ascent"),
+                 _QUICK_LOWER),
+            Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "liplt", "grid",
+                                    "gradient-ascent"), _QUICK_LOWER),
+        ), time_limit=60.0),
+    "scaman2018": Preset(
+        "scaman2018", "the MLP table of Scaman & Virmaux 2018 (l2)", (
+            Part(("scaman2018",), SCAMAN_COLUMNS),
+        ), time_limit=300.0),
+    "lipsdp": Preset(
+        "lipsdp", "naive product vs SeqLip vs LipSDP-Layer/Neuron and its fast relatives", (
+            Part(("lipsdp",), ("frobenius", "autolip", "seqlip", "seqlip-greedy",
+                               "lipsdp-layer", "lipsdp-neuron", "eclipse-fast", "liplt",
+                               "gradient-ascent")),
+        ), time_limit=300.0),
+    "exact": Preset(
+        "exact", "exact methods against every bound on small nets", (
+            Part(("exact",), EXACT + UPPER_L2 + LOWER),
+        ), time_limit=300.0),
+    "local": Preset(
+        "local", "local (anchored) bounds vs global bounds as the radius grows (digits)", (
+            Part(("digits_mlp_local", "digits_cnn_local"),
+                 ("local", "autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast",
+                  "liplt", "random", "gradient-ascent", "clever")),
+        ), time_limit=300.0),
+    "constrained": Preset(
+        "constrained", "Lipschitz-constrained training: bounds vs the guaranteed constant", (
+            Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "lipsdp-layer",
+                                    "liplt", "regions", "mip", "grid", "gradient-ascent")),
+        ), time_limit=120.0),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# --------------------------------------------------------------------------------- CLI
+def cli_configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(DEFAULT_ROOT),
+                        help="directory to write the problems and manifest.toml into")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated problem names or families (default: all)")
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    written = make_problems(args.out, only=only, echo=print)
+    print(f"{Path(args.out) / MANIFEST}: {len(written)} problems")
+    return 0
