@@ -55,45 +55,44 @@ class RegionSet:
 
 
 class _LP:
-    """Largest ball (radius <= cap) inside {x : G x <= h} by one HiGHS LP."""
+    """The current region's constraints G x <= h as one HiGHS model, grown and shrunk with
+    the depth-first search; `chebyshev` finds the largest inscribed ball (radius <= cap).
+    Re-solving after adding a row warm-starts from the previous basis."""
 
-    def __init__(self) -> None:
+    def __init__(self, n: int, cap: float) -> None:
         import highspy
 
-        self._hs = highspy
+        self.n = n
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
+        inf = highspy.kHighsInf
+        self.inf = inf
+        self.optimal = highspy.HighsModelStatus.kOptimal
+        self.highs.addVars(n + 1, np.full(n + 1, -inf), np.append(np.full(n, inf), cap))
+        self.highs.changeColCost(n, -1.0)
+        self.index = np.arange(n + 1, dtype=np.int32)
         self.count = 0
 
-    def chebyshev(self, G: np.ndarray, h: np.ndarray, cap: float) -> tuple[float, np.ndarray]:
-        hs = self._hs
-        rows, n = G.shape
-        norms = np.linalg.norm(G, axis=1)
-        A = np.hstack([G, norms[:, None]])
-        lp = hs.HighsLp()
-        lp.num_col_ = n + 1
-        lp.num_row_ = rows
-        cost = np.zeros(n + 1)
-        cost[-1] = -1.0
-        lp.col_cost_ = cost
-        lp.col_lower_ = np.full(n + 1, -hs.kHighsInf)
-        upper = np.full(n + 1, hs.kHighsInf)
-        upper[-1] = cap
-        lp.col_upper_ = upper
-        lp.row_lower_ = np.full(rows, -hs.kHighsInf)
-        lp.row_upper_ = np.asarray(h, dtype=np.float64)
-        lp.a_matrix_.format_ = hs.MatrixFormat.kRowwise
-        lp.a_matrix_.start_ = np.arange(0, rows * (n + 1) + 1, n + 1, dtype=np.int32)
-        lp.a_matrix_.index_ = np.tile(np.arange(n + 1, dtype=np.int32), rows)
-        lp.a_matrix_.value_ = A.ravel()
-        self.highs.clearModel()
-        self.highs.passModel(lp)
+    def push(self, g: np.ndarray, h: float) -> None:
+        """Add the constraint g^T x <= h (as g^T x + ||g|| t <= h)."""
+        self.highs.addRow(-self.inf, float(h), self.n + 1, self.index,
+                          np.append(g, np.linalg.norm(g)))
+
+    def pop(self) -> None:
+        rows = self.highs.getNumRow()
+        self.highs.deleteRows(1, np.array([rows - 1], dtype=np.int32))
+
+    def chebyshev(self) -> tuple[float, np.ndarray]:
         self.highs.run()
         self.count += 1
-        if self.highs.getModelStatus() != hs.HighsModelStatus.kOptimal:
-            return -np.inf, np.zeros(n)
+        if self.highs.getModelStatus() != self.optimal:
+            return -np.inf, np.zeros(self.n)
         x = np.asarray(self.highs.getSolution().col_value)
-        return float(x[-1]), x[:n]
+        return float(x[-1]), x[:self.n]
+
+
+class _Stop(Exception):
+    """A limit (regions or time) was reached."""
 
 
 def _check_net(net: Network) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
@@ -120,63 +119,72 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
     weights, biases, negative = _check_net(net)
     start = time.perf_counter()
     n = weights[0].shape[1]
-    lp = _LP()
     rng = np.random.default_rng(seed)
     if lower is not None:
         lo, hi = np.asarray(lower, np.float64).ravel(), np.asarray(upper, np.float64).ravel()
-        G0 = np.vstack([np.eye(n), -np.eye(n)])
-        h0 = np.concatenate([hi, -lo])
         X = lo + (hi - lo) * rng.random((INITIAL_SAMPLES, n))
         X = np.vstack([X, (lo + hi)[None] / 2])
         scale = float(np.max(np.abs(np.concatenate([lo, hi]))))
-        cap = float(np.max(hi - lo))
+        lp = _LP(n, float(np.max(hi - lo)))
+        for k in range(n):
+            e = np.zeros(n)
+            e[k] = 1.0
+            lp.push(e, hi[k])
+            lp.push(-e, -lo[k])
     else:
-        G0, h0 = np.zeros((0, n)), np.zeros(0)
         radius = 1.0 + max(float(np.max(np.abs(b))) for b in biases)
         X = np.vstack([rng.standard_normal((INITIAL_SAMPLES // 2, n)) * radius,
                        rng.standard_normal((INITIAL_SAMPLES // 2, n)) * radius * 10,
                        np.zeros((1, n))])
-        scale, cap = radius, 1.0
+        scale = radius
+        lp = _LP(n, 1.0)
     eps = FULL_DIM_RADIUS * (1.0 + scale)
     regions: list[Region] = []
-    complete = True
-    # stack entries: (layer, neuron, G, h, P, q, slopes so far, slopes this layer, witnesses)
-    stack: list[tuple] = [(0, 0, G0, h0, np.eye(n), np.zeros(n), (), [], X)]
-    while stack:
+    last = len(weights) - 1
+
+    def explore(layer: int, i: int, P: np.ndarray, q: np.ndarray, ZA: np.ndarray,
+                Zc: np.ndarray, done: tuple, cur: list, pts: np.ndarray) -> None:
         if len(regions) >= max_regions or (
                 time_limit is not None and time.perf_counter() - start > time_limit):
-            complete = False
-            break
-        layer, i, G, h, P, q, done, cur, W_pts = stack.pop()
-        if layer == len(weights) - 1:
-            regions.append(Region(done, weights[-1] @ P, W_pts[0]))
-            continue
-        ZA, Zc = weights[layer] @ P, weights[layer] @ q + biases[layer]
+            raise _Stop
+        if layer == last:
+            regions.append(Region(done, weights[-1] @ P, pts[0]))
+            return
         if i == ZA.shape[0]:
             slope = np.array(cur)
-            stack.append((layer + 1, 0, G, h, slope[:, None] * ZA, slope * Zc,
-                          done + (slope,), [], W_pts))
-            continue
+            P2, q2 = slope[:, None] * ZA, slope * Zc
+            nxt = layer + 1
+            explore(nxt, 0, P2, q2, weights[nxt] @ P2, weights[nxt] @ q2 + biases[nxt],
+                     done + (slope,), [], pts)
+            return
         a, c = ZA[i], Zc[i]
         a_norm = float(np.linalg.norm(a))
         if a_norm <= 1e-14 * (1.0 + float(np.abs(ZA).max())):
             # constant on the region: one side only (both sides agree when c == 0)
-            stack.append((layer, i + 1, G, h, P, q, done, cur + [1.0 if c > 0 else
-                                                                  negative[layer]], W_pts))
-            continue
-        vals = W_pts @ a + c
-        margin = STRICT_MARGIN * (a_norm * (1.0 + np.abs(W_pts).max(axis=1)) + abs(c))
+            explore(layer, i + 1, P, q, ZA, Zc, done,
+                    cur + [1.0 if c > 0 else negative[layer]], pts)
+            return
+        vals = pts @ a + c
+        margin = STRICT_MARGIN * (a_norm * (1.0 + np.abs(pts).max(axis=1)) + abs(c))
         for slope, sign in ((negative[layer], -1.0), (1.0, 1.0)):
             # this side: sign * (a^T x + c) >= 0, i.e. -sign a^T x <= sign c
-            side = W_pts[sign * vals > margin]
-            G2 = np.vstack([G, -sign * a[None]])
-            h2 = np.append(h, sign * c)
-            if side.shape[0] == 0:
-                t, x = lp.chebyshev(G2, h2, cap)
-                if not t > eps:
-                    continue
-                side = x[None]
-            stack.append((layer, i + 1, G2, h2, P, q, done, cur + [slope], side))
+            side = pts[sign * vals > margin]
+            lp.push(-sign * a, sign * c)
+            try:
+                if side.shape[0] == 0:
+                    t, x = lp.chebyshev()
+                    if not t > eps:
+                        continue
+                    side = x[None]
+                explore(layer, i + 1, P, q, ZA, Zc, done, cur + [slope], side)
+            finally:
+                lp.pop()
+
+    complete = True
+    try:
+        explore(0, 0, np.eye(n), np.zeros(n), weights[0], biases[0], (), [], X)
+    except _Stop:
+        complete = False
     return RegionSet(regions, complete, lp.count, time.perf_counter() - start)
 
 
@@ -203,8 +211,13 @@ def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
     lo = hi = None
     if domain is not None:
         lo, hi = domain.lower.ravel(), domain.upper.ravel()
-    rs = enumerate_regions(net, lower=lo, upper=hi, max_regions=max_regions,
-                           time_limit=time_limit)
+    key = ("regions", None if lo is None else (tuple(lo), tuple(hi)))
+    rs = net._cache.get(key)
+    if rs is None:
+        rs = enumerate_regions(net, lower=lo, upper=hi, max_regions=max_regions,
+                               time_limit=time_limit)
+        if rs.complete:  # the same regions serve every norm
+            net._cache[key] = rs
     norms = region_norms(rs.regions, norm)
     k = int(np.argmax(norms)) if len(norms) else -1
     value = float(norms[k]) if k >= 0 else 0.0

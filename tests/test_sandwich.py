@@ -1,0 +1,95 @@
+"""Soundness against brute force: on seeded tiny ReLU nets every certified lower bound is at
+most the exact constant (every full-dimensional linear region enumerated) and every
+certified upper bound at least it, for every registered method that applies."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from lipopt_suite import Network, UnsupportedError, estimate
+from lipopt_suite.harness.nets import random_mlp
+from lipopt_suite.registry import check_applicable, methods
+
+# Exact values and bounds are float64 computations with rounding ~1e-15; the secant
+# witnesses of lower bounds carry a 1e-9 margin. Crossings beyond this are real.
+SANDWICH_RTOL = 1e-9
+# Cheaper search settings for the lower bounds (soundness does not depend on effort).
+FAST = {"annealing": {"maxfun": 60}, "random": {"samples": 200},
+        "gradient-ascent": {"restarts": 4, "steps": 60}, "grid": {"resolution": 60},
+        "mip": {"time_limit": 30}, "hypercube": {"time_limit": 30}}
+SEEDS = range(32)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_net(seed: int) -> Network:
+    """One network object per seed, so both norms reuse its cached region enumeration."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(2, 5))
+    hidden = [int(rng.integers(2, 9)) for _ in range(int(rng.integers(1, 4)))]
+    return random_mlp([n] + hidden + [int(rng.integers(1, 4))], seed=seed)
+
+
+def bounds_for(net: Network, norm: str) -> list:
+    out = []
+    for info in methods():
+        if info.kind == "estimate" or info.domain == "required" or info.needs:
+            continue
+        if norm not in info.norms:
+            continue
+        try:
+            check_applicable(info, net, norm, None)
+            out.append(estimate(net, info.name, norm=norm, **FAST.get(info.name, {})))
+        except UnsupportedError:
+            continue
+    return out
+
+
+def assert_sandwich(net: Network, norm: str, exact: float) -> None:
+    checked = 0
+    for b in bounds_for(net, norm):
+        if not b.certified or b.status != "ok" or not math.isfinite(b.value):
+            continue
+        if b.kind == "lower":
+            assert b.value <= exact * (1 + SANDWICH_RTOL), (b.method, b.value, exact)
+        elif b.kind == "upper":
+            assert b.value >= exact * (1 - SANDWICH_RTOL), (b.method, b.value, exact)
+        elif b.kind == "exact":
+            assert b.value == pytest.approx(exact, rel=1e-6), (b.method, b.value, exact)
+        checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("norm", ["2", "inf"])
+def test_sandwich_on_random_nets(seed, norm):
+    net = tiny_net(seed)
+    exact = estimate(net, "regions", norm=norm)
+    assert exact.kind == "exact"
+    assert_sandwich(net, norm, exact.value)
+
+
+def test_relu_difference_is_sqrt2():
+    net = Network.from_mlp([np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, -1.0]])])
+    assert estimate(net, "regions").value == pytest.approx(math.sqrt(2), rel=1e-12)
+    assert_sandwich(net, "2", math.sqrt(2))
+    assert_sandwich(net, "inf", 2.0)
+
+
+@pytest.mark.parametrize("norm, order", [("2", 2), ("inf", np.inf), ("1", 1)])
+def test_single_linear_layer_every_method_is_exact(norm, order):
+    # rank one, so that even the Frobenius norm is the operator norm
+    rng = np.random.default_rng(7)
+    W = np.outer(rng.standard_normal(3), rng.standard_normal(2))
+    net = Network.from_mlp([W], [np.ones(3)])
+    exact = np.linalg.norm(W, ord=order)
+    seen = 0
+    for b in bounds_for(net, norm):
+        if b.status != "ok":
+            continue
+        assert b.value == pytest.approx(exact, rel=1e-6), b.method
+        seen += 1
+    assert seen >= 4
