@@ -509,7 +509,8 @@ PRESETS: dict[str, Preset] = {
         ), time_limit=60.0),
     "scaman2018": Preset(
         "scaman2018", "the MLP table of Scaman & Virmaux 2018 (l2)", (
-            Part(("scaman2018",), SCAMAN_COLUMNS),
+            # regions adds what the paper could not give: the exact constant (2-D inputs)
+            Part(("scaman2018",), SCAMAN_COLUMNS + ("regions",)),
         ), time_limit=300.0),
     "lipsdp": Preset(
         "lipsdp", "naive product vs SeqLip vs LipSDP-Layer/Neuron and its fast relatives", (
