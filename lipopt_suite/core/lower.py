@@ -278,20 +278,21 @@ def _lower_bound(name: str, net: Network, norm: str, domain: Domain | None,
     return Bound(name, "lower", value, norm, certified=True, domain=domain, details=details)
 
 
-def _scores(net: Network, P: np.ndarray, norm: str, space: SearchSpace) -> np.ndarray:
+def _scores(net: Network, P: np.ndarray, norm: str, space: SearchSpace, device: Any = None
+            ) -> np.ndarray:
     """Search score of each point: the Jacobian norm, or for an anchored domain the secant
     ratio from the centre (the Jacobian norm in the ball does not bound that constant)."""
     if space.domain is not None and space.domain.anchored:
         c = np.repeat(space.domain.center.reshape(1, -1), len(P), 0)
         return secant_ratios(net, c, P, norm)
-    return jacobian_norms(batch_jacobians(net, P), norm).numpy()
+    return jacobian_norms(batch_jacobians(net, P, device=device), norm).cpu().numpy()
 
 
 # ------------------------------------------------------------------------ methods
 @method("data", kind="lower", norms=("2", "inf", "1"), needs=("X",), anchored="optional",
         summary="largest Jacobian norm over the data points X")
 def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any = None,
-         **options: Any) -> Bound:
+         device: Any = None, **options: Any) -> Bound:
     """Max over data points of ||J(x)||, certified by a secant at the best points.
 
     Reference: the "Data" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
@@ -302,21 +303,23 @@ def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any 
         raise InputError("data points X contain NaN or inf")
     space = _space(net, domain, P, None)
     P = P[space.contains(P)]
-    return _lower_bound("data", net, norm, domain, P, _scores(net, P, norm, space), space)
+    return _lower_bound("data", net, norm, domain, P, _scores(net, P, norm, space, device),
+                        space)
 
 
 @method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional",
         summary="largest Jacobian norm (or secant) at random points")
 def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   samples: int = 2000, seed: int = 0, radius: float | None = None,
-                  X: Any = None, **options: Any) -> Bound:
+                  X: Any = None, device: Any = None, **options: Any) -> Bound:
     """Jacobian norms at points drawn uniformly from the search box or the domain.
 
     Guarantee: certified lower bound with witness pair (x, y).
     """
     space = _space(net, domain, X, radius)
     P = space.sample(int(samples), np.random.default_rng(seed))
-    return _lower_bound("random", net, norm, domain, P, _scores(net, P, norm, space), space,
+    return _lower_bound("random", net, norm, domain, P, _scores(net, P, norm, space, device),
+                        space,
                         {"samples": int(samples)})
 
 
@@ -381,7 +384,7 @@ def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = No
     P = np.concatenate(trail)
     P = space.project(P) if domain is not None else P
     return _lower_bound("gradient-ascent", net, norm, domain, P,
-                        _scores(net, P, norm, space), space,
+                        _scores(net, P, norm, space, device), space,
                         {"restarts": int(restarts), "steps": int(steps)})
 
 
@@ -402,7 +405,7 @@ def _project_t(x: torch.Tensor, space: SearchSpace, lo: torch.Tensor, hi: torch.
         summary="simulated annealing (scipy dual_annealing) on the Jacobian norm")
 def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
               maxfun: int = 3000, seed: int = 0, radius: float | None = None, X: Any = None,
-              **options: Any) -> Bound:
+              device: Any = None, **options: Any) -> Bound:
     """Generalised simulated annealing (scipy.optimize.dual_annealing without local search)
     maximising ||J(x)|| over the search box (points outside a ball domain are projected).
 
@@ -417,7 +420,7 @@ def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
 
     def objective(z: np.ndarray) -> float:
         p = space.project(z[None])
-        s = float(_scores(net, p, norm, space)[0])
+        s = float(_scores(net, p, norm, space, device)[0])
         seen.append(p[0])
         scores.append(s)
         return -s
@@ -437,7 +440,7 @@ GRID_DEFAULT_POINTS = {1: 20_000, 2: 400, 3: 60}
         summary="Jacobian norm on a regular grid (input dimension <= 3)")
 def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
          resolution: int | None = None, radius: float | None = None, X: Any = None,
-         **options: Any) -> Bound:
+         device: Any = None, **options: Any) -> Bound:
     """Jacobian norms at every point of a regular grid over the search box or domain.
 
     Reference: the "Grid Search" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
@@ -451,7 +454,8 @@ def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
     axes = [np.linspace(lo, hi, res) for lo, hi in zip(space.lower, space.upper)]
     P = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, n)
     P = P[space.contains(P)]
-    return _lower_bound("grid", net, norm, domain, P, _scores(net, P, norm, space), space,
+    return _lower_bound("grid", net, norm, domain, P, _scores(net, P, norm, space, device),
+                        space,
                         {"resolution": res})
 
 
@@ -459,7 +463,8 @@ def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
         anchored="optional",
         summary="CLEVER: extreme-value estimate of the local constant (no guarantee)")
 def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
-           batches: int = 50, batch_size: int = 64, seed: int = 0, **options: Any) -> Bound:
+           batches: int = 50, batch_size: int = 64, seed: int = 0, device: Any = None,
+           **options: Any) -> Bound:
     """Fit a reverse Weibull distribution to the per-batch maxima of ||J|| sampled in the
     domain and report its location parameter.
 
@@ -472,7 +477,8 @@ def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
     space = _space(net, domain, None, None)
     rng = np.random.default_rng(seed)
     P = space.sample(int(batches) * int(batch_size), rng)
-    s = jacobian_norms(batch_jacobians(net, P), norm).numpy().reshape(int(batches), -1)
+    s = jacobian_norms(batch_jacobians(net, P, device=device), norm).cpu().numpy().reshape(
+        int(batches), -1)
     maxima = s.max(1)
     try:
         shape, loc, scale = weibull_max.fit(maxima)
