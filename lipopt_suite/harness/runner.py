@@ -532,7 +532,9 @@ def extra_methods(imports: Sequence[str]) -> Iterator[None]:
 def _select_problems(names: Sequence[str], manifest: dict[str, Problem], preset: Any,
                      norms: Sequence[str] | None) -> list[Problem]:
     if not names:
-        return [manifest[n] for n in preset.problem_names(manifest)]
+        # the preset's problems; a manifest the preset knows nothing of is run whole
+        chosen = preset.problem_names(manifest) or list(manifest)
+        return [manifest[n] for n in chosen]
     out: list[Problem] = []
     for name in names:
         if name in manifest:
@@ -592,8 +594,6 @@ def compare(problems: Sequence[str] | None = None, *, preset: str = "default",
                 raise InputError("--methods is empty")
         manifest = load_manifest(root)
         chosen = _select_problems(problems or [], manifest, spec, norm_list)
-        if not chosen:
-            raise InputError(f"preset {preset} selects no problem of {root}")
         from .problems import check_files
 
         loaded = check_files(chosen)
