@@ -1,0 +1,147 @@
+"""Which solvers are installed and usable here, found lazily and cached.
+
+Nothing native is imported when this module is imported: `installed()` asks cvxpy (which
+imports each solver's package on first call) and `mosek_licensed()` checks MOSEK's licence
+once. MOSEK is listed by cvxpy even without a licence, and a solve then raises `mosek.Error`
+(licence codes 1000-1028), which is not a cvxpy SolverError: such a MOSEK is treated as
+absent, silently. Default SDP order (DESIGN.md section 8): MOSEK when licensed, else SCS at
+tight tolerance (its answer is always certified afterwards), then Clarabel, which factors a
+dense KKT block per PSD cone and so runs in the calling process only for small LMIs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from typing import Any
+
+from ..errors import SolverUnavailableError
+
+log = logging.getLogger(__name__)
+
+SDP_SOLVERS = ("MOSEK", "SCS", "CLARABEL")  # preference order
+MIP_SOLVERS = ("SCIP", "HIGHS", "GUROBI")  # gurobipy's pip licence is size-capped: opt-in
+# Clarabel allocated ~10 GB and aborted the process (SIGABRT) on a 320x320 LMI and took
+# 53 s on a 110x110 one; LMIs up to this side are solved in-process, larger ones in a child.
+CLARABEL_INPROCESS_MAX_DIM = 80
+# MOSEK licence failures carry response codes in this range (err_license_*).
+MOSEK_LICENCE_CODES = range(1000, 1029)
+# Default SCS tolerance: at SCS's default (1e-4) the value can lie below the SDP optimum.
+SCS_EPS = 1e-7
+
+
+@functools.cache
+def installed() -> tuple[str, ...]:
+    """Solver names that cvxpy finds installed (upper case, as cvxpy spells them)."""
+    if importlib.util.find_spec("cvxpy") is None:
+        return ()
+    import cvxpy
+
+    return tuple(sorted(str(s).upper() for s in cvxpy.installed_solvers()))
+
+
+@functools.cache
+def mosek_licensed() -> bool:
+    """Whether MOSEK is installed *and* can check out a licence (checked once)."""
+    if "MOSEK" not in installed():
+        return False
+    try:
+        import mosek
+
+        with mosek.Env() as env:
+            env.checkoutlicense(mosek.feature.pts)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
+        log.debug("MOSEK not usable: %s", exc)
+        return False
+    return True
+
+
+def usable(name: str) -> bool:
+    """Installed, and (for MOSEK) licensed."""
+    name = name.upper()
+    if name in _BROKEN:
+        return False
+    if name == "MOSEK":
+        return mosek_licensed()
+    return name in installed()
+
+
+def resolve(name: str) -> str:
+    """The cvxpy name of a forced solver; SolverUnavailableError when it cannot be used."""
+    key = str(name).strip().upper()
+    if key not in installed():
+        raise SolverUnavailableError(
+            f"solver {name!r} is not installed; installed: {', '.join(installed()) or 'none'}")
+    if not usable(key):
+        raise SolverUnavailableError(
+            f"solver {name!r} is installed but not usable here (no licence); usable: "
+            f"{', '.join(s for s in installed() if usable(s)) or 'none'}")
+    return key
+
+
+def sdp_candidates(forced: str | None = None) -> list[str]:
+    """SDP solvers to try, in order: the forced one alone, else the usable defaults."""
+    if forced is not None:
+        return [resolve(forced)]
+    return [s for s in SDP_SOLVERS if usable(s)]
+
+
+def mip_candidates(forced: str | None = None) -> list[str]:
+    """MIP solvers to try, in order (Gurobi only when forced)."""
+    if forced is not None:
+        return [resolve(forced)]
+    return [s for s in MIP_SOLVERS[:2] if usable(s)]
+
+
+def clarabel_in_process(lmi_dim: int) -> bool:
+    """Whether an LMI of this side is small enough to give Clarabel in this process."""
+    return lmi_dim <= CLARABEL_INPROCESS_MAX_DIM
+
+
+def sdp_options(name: str, *, eps: float | None = None, time_limit: float | None = None
+                ) -> dict[str, Any]:
+    """Keyword arguments for `Problem.solve` with this solver: tolerance and time limit."""
+    name = name.upper()
+    opts: dict[str, Any] = {}
+    if name == "SCS":
+        e = SCS_EPS if eps is None else float(eps)
+        opts.update(eps_abs=e, eps_rel=e, max_iters=1_000_000)
+        if time_limit is not None:
+            opts["time_limit_secs"] = float(time_limit)
+    elif name == "CLARABEL":
+        if eps is not None:
+            opts.update(tol_gap_abs=float(eps), tol_gap_rel=float(eps), tol_feas=float(eps))
+        if time_limit is not None:
+            opts["time_limit"] = float(time_limit)
+    elif name == "MOSEK":
+        params: dict[str, Any] = {}
+        if eps is not None:
+            params["MSK_DPAR_INTPNT_CO_TOL_REL_GAP"] = float(eps)
+        if time_limit is not None:
+            params["MSK_DPAR_OPTIMIZER_MAX_TIME"] = float(time_limit)
+        if params:
+            opts["mosek_params"] = params
+    return opts
+
+
+def is_licence_error(exc: BaseException) -> bool:
+    """A MOSEK licence failure (raised as mosek.Error, not as a cvxpy SolverError)."""
+    if type(exc).__module__.split(".")[0] != "mosek":
+        return False
+    code = getattr(exc, "errno", None)
+    try:
+        return int(code) in MOSEK_LICENCE_CODES  # a mosek.rescode converts to its number
+    except (TypeError, ValueError):
+        pass
+    text = str(exc).lower()
+    return "licen" in text or any(f"({c})" in text for c in MOSEK_LICENCE_CODES)
+
+
+def mark_unusable(name: str) -> None:
+    """Treat a solver as absent for the rest of this process (e.g. MOSEK whose licence
+    check passed but whose solve then failed for want of a licence)."""
+    _BROKEN.add(name.upper())
+
+
+_BROKEN: set[str] = set()
