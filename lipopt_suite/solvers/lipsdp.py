@@ -50,8 +50,12 @@ CERT_ATTEMPTS = 9
 # Smallest weight of the strictly feasible ECLipsE point mixed into multipliers that fail
 # the certificate (see `repair_multipliers`).
 REPAIR_MIN_WEIGHT = 1e-12
-# A retry after a failed certificate divides the SCS tolerance by this.
+# A retry after a failed or loose certificate divides the SCS tolerance by this.
 RETRY_EPS_FACTOR = 100.0
+# SCS is re-run (warm-started, tighter) at most this many times while the certified value
+# exceeds the solver's own by more than REFINE_GAP (relative).
+SCS_REFINEMENTS = 2
+REFINE_GAP = 1e-6
 
 
 # ------------------------------------------------------------------------ the instance
@@ -242,6 +246,19 @@ def build_problem(data: LMIData, variant: str, *, chordal: bool = False
 
 
 # ------------------------------------------------------------------------ solving
+@dataclass(frozen=True)
+class Certificate:
+    """Outcome of `certify_multipliers`: when `certified`, M(rho, T) < 0 is proven for the
+    clipped multipliers, so L_2 <= value = sqrt(rho) (rounded up)."""
+
+    certified: bool
+    rho: float
+    value: float
+    rho_schur: float = float("nan")
+    attempts: int = 0
+    reason: str = ""
+
+
 @dataclass
 class Solution:
     """What one solver returned: multipliers in the caller's coordinates and its rho."""
@@ -254,6 +271,7 @@ class Solution:
     iterations: int | None = None
     message: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    certificate: Certificate | None = None
 
     @property
     def inaccurate(self) -> bool:
@@ -275,21 +293,44 @@ def solve_sdp(data: LMIData, variant: str, solver: str, *, eps: float | None = N
     scales = layer_scales(small)
     prob, rho, t, info = build_problem(normalise(small, scales), variant, chordal=chordal)
     info["compressed_first_layer"] = small is not data
-    opts = backends.sdp_options(solver, eps=eps, time_limit=time_limit)
-    try:
-        prob.solve(solver=solver, **opts)
-    except cp.error.SolverError as exc:
-        return Solution(solver, "error", seconds=time.perf_counter() - start,
-                        message=" ".join(str(exc).split())[:300], info=info)
-    stats = prob.solver_stats
-    sol = Solution(solver, str(prob.status), seconds=time.perf_counter() - start,
-                   iterations=getattr(stats, "num_iters", None), info=info)
-    info["solve_seconds"] = getattr(stats, "solve_time", None)
-    if rho.value is None or t.value is None:
-        sol.message = f"no solution ({prob.status})"
-        return sol
-    sol.rho, sol.multipliers = unscale(scales, float(rho.value), expand(data, variant, t.value))
-    return sol
+    deadline = None if time_limit is None else start + float(time_limit)
+    e = backends.SCS_EPS if (eps is None and solver == "SCS") else eps
+    best: Solution | None = None
+    for round_ in range(1 + (SCS_REFINEMENTS if solver == "SCS" else 0)):
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            break
+        opts = backends.sdp_options(solver, eps=e, time_limit=left)
+        try:
+            prob.solve(solver=solver, warm_start=round_ > 0, **opts)
+        except cp.error.SolverError as exc:
+            if best is not None:
+                break
+            return Solution(solver, "error", seconds=time.perf_counter() - start,
+                            message=" ".join(str(exc).split())[:300], info=info)
+        stats = prob.solver_stats
+        sol = Solution(solver, str(prob.status), seconds=time.perf_counter() - start,
+                       iterations=getattr(stats, "num_iters", None), info=dict(info))
+        sol.info["eps"] = e
+        if rho.value is None or t.value is None:
+            sol.message = f"no solution ({prob.status})"
+            return best or sol
+        sol.rho, sol.multipliers = unscale(scales, float(rho.value),
+                                           expand(data, variant, t.value))
+        sol.certificate = certify_multipliers(data, sol.multipliers)
+        if best is None or sol.certificate.value < best.certificate.value:
+            if best is not None:
+                sol.iterations = (sol.iterations or 0) + (best.iterations or 0)
+            best = sol
+        # SCS stops at the boundary of the cone, where the certified value can exceed the
+        # optimum by ~1e-4: tighten the tolerance (warm-started) while that gap is large
+        gap = best.certificate.value / math.sqrt(max(best.rho, 1e-300)) - 1
+        if best.certificate.certified and gap <= REFINE_GAP:
+            break
+        e = (e or backends.SCS_EPS) / RETRY_EPS_FACTOR
+    assert best is not None
+    best.seconds = time.perf_counter() - start
+    return best
 
 
 def solve_sdp_child(data: LMIData, variant: str, solver: str, eps: float | None,
@@ -317,19 +358,6 @@ def run_solver(data: LMIData, variant: str, solver: str, *, eps: float | None,
 
 
 # ------------------------------------------------------------------------ certification
-@dataclass(frozen=True)
-class Certificate:
-    """Outcome of `certify_multipliers`: when `certified`, M(rho, T) < 0 is proven for the
-    clipped multipliers, so L_2 <= value = sqrt(rho) (rounded up)."""
-
-    certified: bool
-    rho: float
-    value: float
-    rho_schur: float = float("nan")
-    attempts: int = 0
-    reason: str = ""
-
-
 def negated_lmi(data: LMIData, multipliers: list[np.ndarray]
                 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(-M(0, T), a matrix bounding the absolute terms summed in each entry, the longest
@@ -539,62 +567,56 @@ def _bound_status(sol: Solution, deadline: float | None) -> str:
 def solve_group(data: LMIData, variant: str, *, solver: str | None, eps: float | None,
                 deadline: float | None, chordal: bool) -> GroupResult:
     """Solve and certify one (sub-)network: try the candidate solvers in order until one
-    yields certified multipliers (retrying SCS once at a tighter tolerance)."""
+    yields certified multipliers (repaired with the ECLipsE-Fast point if need be)."""
     if len(data.weights) == 1:
         cert = certify_multipliers(data, [])
         return GroupResult(cert.value, cert.certified, "ok", cert.value,
                            {"solver": None, "lmi_dim": 0, "note": "single layer: ||W||_2"})
-    if not any(np.any(W) for W in data.weights) or any(not np.any(W) for W in data.weights):
+    if any(not np.any(W) for W in data.weights):
         return GroupResult(0.0, True, "ok", 0.0, {"solver": None, "note": "a zero layer"})
     candidates = backends.sdp_candidates(solver)
     tried: list[dict[str, Any]] = []
     fallback: GroupResult | None = None
     for name in candidates:
-        tries = [eps]
-        if name == "SCS":
-            tries.append((backends.SCS_EPS if eps is None else eps) / RETRY_EPS_FACTOR)
-        for e in tries:
-            remaining = None if deadline is None else max(deadline - time.perf_counter(), 1.0)
-            try:
-                sol = run_solver(data, variant, name, eps=e, time_limit=remaining,
-                                 chordal=chordal)
-            except Exception as exc:  # noqa: BLE001 - a solver's own exception types
-                if backends.is_licence_error(exc):
-                    log.debug("%s unusable (%s); falling back", name, exc)
-                    backends.mark_unusable(name)
-                    tried.append({"solver": name, "status": "unlicensed"})
-                    break
-                raise
-            entry = {"solver": name, "status": sol.status, "eps": e,
-                     "seconds": sol.seconds, "iterations": sol.iterations}
-            if sol.message:
-                entry["message"] = sol.message
-            tried.append(entry)
-            if sol.multipliers is None:
-                break  # this solver cannot answer; try the next one
-            cert = certify_multipliers(data, sol.multipliers)
-            if not cert.certified:
-                repaired = repair_multipliers(data, sol.multipliers)
-                entry["certificate"] = cert.reason
-                if repaired is not None:
-                    cert = repaired
-            raw = math.sqrt(max(sol.rho, 0.0))
-            details = {"solver": name, "solver_status": sol.status, "raw_value": raw,
-                       "rho": cert.rho, "rho_schur": cert.rho_schur,
-                       "certificate_attempts": cert.attempts, "iterations": sol.iterations,
-                       "solve_seconds": sol.seconds, **sol.info}
-            if cert.reason:
-                details["certificate"] = cert.reason
-            status = _bound_status(sol, deadline)
-            if cert.certified:
-                details["tried"] = tried
-                return GroupResult(cert.value, True, status, raw, details)
-            if fallback is None:
-                details["tried"] = tried
-                fallback = GroupResult(raw, False, "inaccurate" if status == "ok" else status,
-                                       raw, details)
-            if deadline is not None and time.perf_counter() >= deadline:
-                break
+        remaining = None if deadline is None else max(deadline - time.perf_counter(), 1.0)
+        try:
+            sol = run_solver(data, variant, name, eps=eps, time_limit=remaining,
+                             chordal=chordal)
+        except Exception as exc:  # noqa: BLE001 - a solver's own exception types
+            if backends.is_licence_error(exc):
+                log.debug("%s unusable (%s); falling back", name, exc)
+                backends.mark_unusable(name)
+                tried.append({"solver": name, "status": "unlicensed"})
+                continue
+            raise
+        entry = {"solver": name, "status": sol.status, "eps": sol.info.get("eps", eps),
+                 "seconds": sol.seconds, "iterations": sol.iterations}
+        if sol.message:
+            entry["message"] = sol.message
+        tried.append(entry)
+        if sol.multipliers is None:
+            continue  # this solver cannot answer; try the next one
+        cert = sol.certificate or certify_multipliers(data, sol.multipliers)
+        if not cert.certified:
+            repaired = repair_multipliers(data, sol.multipliers)
+            entry["certificate"] = cert.reason
+            if repaired is not None:
+                cert = repaired
+        raw = math.sqrt(max(sol.rho, 0.0))
+        details = {"solver": name, "solver_status": sol.status, "raw_value": raw,
+                   "rho": cert.rho, "rho_schur": cert.rho_schur,
+                   "certificate_attempts": cert.attempts, "iterations": sol.iterations,
+                   "solve_seconds": sol.seconds, **sol.info}
+        if cert.reason:
+            details["certificate"] = cert.reason
+        status = _bound_status(sol, deadline)
+        if cert.certified:
+            details["tried"] = tried
+            return GroupResult(cert.value, True, status, raw, details)
+        if fallback is None:
+            details["tried"] = tried
+            fallback = GroupResult(raw, False, "inaccurate" if status == "ok" else status,
+                                   raw, details)
         if deadline is not None and time.perf_counter() >= deadline:
             break
     if fallback is not None:
@@ -622,6 +644,9 @@ def lipsdp_bound(net: Network, variant: str, *, solver: str | None = None,
         raise InputError(f"time_limit must be positive, got {time_limit}")
     if eps is not None and not (math.isfinite(eps) and 0 < eps < 1):
         raise InputError(f"eps must lie in (0, 1), got {eps}")
+    if split is not None and (isinstance(split, bool) or not isinstance(split, (int, np.integer))
+                              or split < 1):
+        raise InputError(f"split must be a positive whole number of layers, got {split!r}")
     if solver is not None:
         backends.resolve(solver)  # a forced solver that is not usable fails at once
     data = network_data(net)
@@ -653,9 +678,12 @@ def lipsdp_bound(net: Network, variant: str, *, solver: str | None = None,
                  seconds=time.perf_counter() - start, status=status, details=details)
 
 
-def _check_norm(norm: str) -> None:
+def _check_call(name: str, norm: str, options: dict[str, Any]) -> None:
     if norm != "2":
-        raise InputError(f"LipSDP bounds the l2 constant only, not norm {norm}")
+        raise InputError(f"{name} bounds the l2 constant only, not norm {norm}")
+    if options:
+        raise InputError(f"{name} has no option {sorted(options)[0]!r} (options: solver, "
+                         "time_limit, split, chordal, eps)")
 
 
 @method("lipsdp-neuron", kind="upper", norms=("2",), mlp_only=True, domain="never",
@@ -675,7 +703,7 @@ def lipsdp_neuron(net: Network, *, norm: str = "2", domain: Domain | None = None
     Guarantee: certified upper bound on the global l2 constant when `certified` is True
     (the solver's multipliers checked a posteriori in float64 with rounding margins).
     """
-    _check_norm(norm)
+    _check_call("lipsdp-neuron", norm, options)
     return lipsdp_bound(net, "neuron", solver=solver, time_limit=time_limit, split=split,
                         chordal=chordal, eps=eps)
 
@@ -693,6 +721,6 @@ def lipsdp_layer(net: Network, *, norm: str = "2", domain: Domain | None = None,
     Options as lipsdp-neuron.
     Guarantee: certified upper bound on the global l2 constant when `certified` is True.
     """
-    _check_norm(norm)
+    _check_call("lipsdp-layer", norm, options)
     return lipsdp_bound(net, "layer", solver=solver, time_limit=time_limit, split=split,
                         chordal=chordal, eps=eps)
