@@ -478,30 +478,55 @@ class Preset:
 
 UPPER_L2 = ("frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-layer", "lipsdp-neuron",
             "eclipse-fast", "liplt")
+FAST_UPPER = ("frobenius", "autolip", "seqlip-greedy", "eclipse-fast", "liplt")
+SDP = ("lipsdp-layer", "lipsdp-neuron")
 LOWER = ("data", "random", "gradient-ascent", "annealing", "grid")
-EXACT = ("regions", "hypercube", "mip")
 SCAMAN_COLUMNS = ("frobenius", "autolip", "seqlip", "seqlip-greedy", "data", "annealing",
                   "grid")
+# problems whose hidden layers are narrow enough for SeqLip's exact inner maximum (<= 22)
+SEQLIP_OK = ("scaman2018", "constrained", "lipsdp_depth2", "lipsdp_depth3", "lipsdp_depth4",
+             "lipsdp_depth5", "lipsdp_depth6", "tiny0", "tiny1", "tiny2", "tiny3",
+             "lipmip_width1", "lipmip_depth1", "lipmip_depth2", "lipmip_depth3",
+             "lipmip_depth4", "lipcst_n5", "lipcst_n6", "lipcst_n8", "digits_mlp")
+# input dimension <= 3: grid search applies
+GRID_OK = ("scaman2018", "constrained", "tiny0", "tiny1", "tiny2", "tiny3", "lipmip_width1",
+           "lipmip_width2", "lipmip_width3", "lipmip_depth1", "lipmip_depth2",
+           "lipmip_depth3", "lipmip_depth4")
+# input dimension <= 6 and <= 64 hidden units: region enumeration applies
+REGIONS_OK = ("scaman_mlp4", "constrained", "tiny0", "tiny1", "tiny2", "tiny3",
+              "lipmip_width1", "lipmip_depth1", "lipmip_depth2", "lipmip_depth3", "lipcst_n5",
+              "lipcst_n6")
+RESTRICTED = {"seqlip": SEQLIP_OK, "grid": GRID_OK, "regions": REGIONS_OK}
+LIPCST = ("lipcst_n5", "lipcst_n6", "lipcst_n8")
+LIPMIP = ("lipmip_width1", "lipmip_width2", "lipmip_width3", "lipmip_depth1",
+          "lipmip_depth2", "lipmip_depth3", "lipmip_depth4", "tiny0", "tiny1", "tiny2",
+          "tiny3")
 
 _QUICK_LOWER = {"annealing": {"maxfun": 1000}, "gradient-ascent": {"restarts": 8, "steps": 200}}
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         "default", "every family, the methods that finish in seconds to a minute", (
-            Part(("scaman2018",), UPPER_L2 + LOWER, _QUICK_LOWER),
+            Part(("scaman2018",), FAST_UPPER + LOWER, _QUICK_LOWER),
+            Part(("scaman_mlp4", "scaman_mlp5"), ("seqlip",) + SDP),
             Part(("lipsdp_random", "lipsdp_depth2", "lipsdp_depth3", "lipsdp_depth4"),
-                 ("frobenius", "autolip", "seqlip", "lipsdp-layer", "lipsdp-neuron",
-                  "eclipse-fast", "liplt", "gradient-ascent", "grid"), _QUICK_LOWER),
-            Part(("lipsdp_mnist",), ("frobenius", "autolip", "seqlip-greedy", "lipsdp-layer",
-                                     "eclipse-fast", "liplt", "gradient-ascent"),
+                 ("frobenius", "autolip") + SDP + ("eclipse-fast", "liplt", "gradient-ascent"),
                  _QUICK_LOWER),
-            Part(("tiny0", "tiny1", "tiny2", "lipmip_depth1", "lipmip_depth2", "lipcst_n5",
-                  "lipcst_n6"),
-                 ("regions", "hypercube", "mip", "autolip", "seqlip", "lipsdp-neuron", "liplt",
+            Part(("lipsdp_depth2", "lipsdp_depth3", "lipsdp_depth4"), ("seqlip",)),
+            Part(("lipsdp_mnist",), FAST_UPPER + ("lipsdp-layer", "gradient-ascent"),
+                 _QUICK_LOWER),
+            Part(("tiny0", "tiny1", "tiny2", "lipmip_depth1"),
+                 ("regions", "mip", "autolip", "seqlip", "lipsdp-neuron", "liplt",
                   "gradient-ascent", "grid"), _QUICK_LOWER),
+            Part(("lipmip_depth2",), ("regions", "autolip", "seqlip", "lipsdp-neuron", "liplt",
+                                      "gradient-ascent", "grid"), _QUICK_LOWER),
+            Part(("lipcst_n5", "lipcst_n6"),
+                 ("hypercube", "regions", "autolip", "seqlip", "lipsdp-neuron", "liplt",
+                  "gradient-ascent"), _QUICK_LOWER),
             Part(("digits_mlp", "digits_cnn"),
-                 ("autolip", "seqlip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast",
-                  "liplt", "data", "gradient-ascent"), _QUICK_LOWER),
+                 ("autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast", "liplt", "data",
+                  "gradient-ascent"), _QUICK_LOWER),
+            Part(("digits_mlp",), ("seqlip",)),
             Part(("digits_mlp_local",), ("local", "random", "gradient-ascent"),
                  _QUICK_LOWER),
             Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "liplt", "grid",
@@ -514,13 +539,14 @@ PRESETS: dict[str, Preset] = {
         ), time_limit=300.0),
     "lipsdp": Preset(
         "lipsdp", "naive product vs SeqLip vs LipSDP-Layer/Neuron and its fast relatives", (
-            Part(("lipsdp",), ("frobenius", "autolip", "seqlip", "seqlip-greedy",
-                               "lipsdp-layer", "lipsdp-neuron", "eclipse-fast", "liplt",
-                               "gradient-ascent")),
+            Part(("lipsdp",), FAST_UPPER + SDP + ("gradient-ascent",)),
+            Part(("lipsdp",), ("seqlip",)),
         ), time_limit=300.0),
     "exact": Preset(
         "exact", "exact methods against every bound on small nets", (
-            Part(("exact",), EXACT + UPPER_L2 + LOWER),
+            Part(LIPMIP, ("regions", "mip") + FAST_UPPER + SDP + LOWER),
+            Part(LIPCST, ("hypercube", "regions") + FAST_UPPER + SDP
+                 + ("random", "gradient-ascent", "annealing")),
         ), time_limit=300.0),
     "local": Preset(
         "local", "local (anchored) bounds vs global bounds as the radius grows (digits)", (
@@ -534,6 +560,31 @@ PRESETS: dict[str, Preset] = {
                                     "liplt", "regions", "mip", "grid", "gradient-ascent")),
         ), time_limit=120.0),
 }
+
+
+def _restrict(preset: Preset) -> Preset:
+    """Keep seqlip, grid and regions only on the problems of RESTRICTED, where they do not
+    refuse (hidden widths, input dimension, number of hidden units)."""
+    parts: list[Part] = []
+    for part in preset.parts:
+        plain = tuple(m for m in part.methods if m not in RESTRICTED)
+        parts.append(Part(part.problems, plain, part.options))
+        for m, ok in RESTRICTED.items():
+            if m in part.methods:
+                keep = tuple(x for x in part.problems if x in ok)
+                keep += tuple(x for x in ok if x not in keep and _within(x, part.problems))
+                if keep:
+                    parts.append(Part(keep, (m,), part.options))
+    return dataclasses.replace(preset, parts=tuple(parts))
+
+
+def _within(name: str, selectors: tuple[str, ...]) -> bool:
+    """Whether problem `name` belongs to one of the families in `selectors`."""
+    family = next((p.family for p in SUITE if p.name == name), None)
+    return family in selectors
+
+
+PRESETS = {name: _restrict(p) for name, p in PRESETS.items()}
 
 
 def get_preset(name: str) -> Preset:

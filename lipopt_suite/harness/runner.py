@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ WORKER_START_TIMEOUT = 180.0  # seconds for a worker to import torch and the reg
 # Problems outside the preset (a file named on the command line) get these methods.
 GENERIC_METHODS = ("frobenius", "autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast",
                    "liplt", "data", "gradient-ascent")
+MAX_WARNINGS = 5  # distinct warning messages kept in a record
 VERSION_PACKAGES = ("numpy", "scipy", "torch", "cvxpy", "scs", "clarabel", "highspy",
                     "networkx")
 
@@ -141,8 +143,16 @@ def execute(job: Job, limit: float | None) -> dict[str, Any]:
         if limit is not None and _accepts(info.fn, "time_limit"):
             options.setdefault("time_limit", SOFT_LIMIT_SHARE * limit)
         domain = None if job.domain is None else Domain.from_dict(job.domain)
-        bound = estimate(net, job.method, norm=job.norm, domain=domain, **options)
-        return bound.to_dict()
+        # warnings go into the record, not onto the terminal under the progress bar
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            bound = estimate(net, job.method, norm=job.norm, domain=domain, **options)
+        out = bound.to_dict()
+        if caught:
+            texts = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+            out["details"]["warnings"] = texts[:MAX_WARNINGS]
+        out["worker"] = f"{platform.node()}:{os.getpid()}"
+        return out
     except Exception as exc:  # noqa: BLE001 - a failing method is a record, not a crash
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"status": "error", "message": last, "error_type": type(exc).__name__}
