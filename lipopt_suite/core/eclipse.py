@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..bound import Bound, Domain
-from ..errors import InputError
+from ..errors import InputError, UnsupportedError
 from ..network import Network
 from ..registry import method
 
@@ -90,6 +90,10 @@ def eclipse_fast(net: Network, *, norm: str = "2", domain: Domain | None = None,
     if options:
         raise InputError(f"eclipse-fast has no option {sorted(options)[0]!r}")
     data = network_data(net)
+    if any(a * b < 0 for a, b in data.slopes):
+        # the recursion drops the term 2 a b lambda_{k+1} W_k^T W_k, safe only when a b >= 0
+        raise UnsupportedError("eclipse-fast needs activation slopes [a, b] with a b >= 0 "
+                               "(a leaky relu with a negative slope is not supported)")
     if any(not np.any(W) for W in data.weights):
         return Bound("eclipse-fast", "upper", 0.0, norm, certified=True,
                      details={"note": "a zero layer: the network is constant"})

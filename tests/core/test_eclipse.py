@@ -9,6 +9,7 @@ import pytest
 
 from lipopt_suite import Network, estimate
 from lipopt_suite.core.eclipse import eclipse_point
+from lipopt_suite.errors import UnsupportedError
 from lipopt_suite.harness.nets import random_mlp
 from lipopt_suite.io import load
 from lipopt_suite.solvers.lipsdp import certify_multipliers, network_data
@@ -87,3 +88,12 @@ def test_zero_layer_and_single_layer():
     W = np.array([[3.0, 0.0], [0.0, 1.0]])
     b = estimate(Network.from_mlp([W]), "eclipse-fast")
     assert 3.0 <= b.value <= 3.0 * (1 + CERT_REL)
+
+
+def test_negative_leaky_slope_is_refused():
+    net = random_mlp([2, 4, 1], seed=0, activation="leaky_relu")
+    bad = Network(tuple(
+        type(layer)(layer.name, -0.5) if hasattr(layer, "negative_slope") else layer
+        for layer in net.layers), net.input_shape)
+    with pytest.raises(UnsupportedError, match="a b >= 0"):
+        estimate(bad, "eclipse-fast")
