@@ -547,7 +547,7 @@ PRESETS: dict[str, Preset] = {
             Part(LIPMIP, ("regions", "mip") + FAST_UPPER + SDP + LOWER),
             Part(LIPCST, ("hypercube", "regions") + FAST_UPPER + SDP
                  + ("random", "gradient-ascent", "annealing")),
-        ), time_limit=300.0),
+        ), time_limit=120.0),
     "local": Preset(
         "local", "local (anchored) bounds vs global bounds as the radius grows (digits)", (
             Part(("digits_mlp_local", "digits_cnn_local"),

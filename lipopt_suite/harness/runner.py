@@ -37,6 +37,7 @@ from ..errors import InputError
 from .problems import DEFAULT_ROOT, Problem, get_preset, load_manifest
 
 RECORDS = "records.jsonl"
+ALL = "all"  # --preset all: every preset in turn, each into results/PRESET
 START_METHOD = "spawn"  # a fresh interpreter: no inherited thread pools or locks
 # Methods with a time limit of their own get this share of the job's limit, so that they
 # can stop and return their proven bound before the worker is killed.
@@ -701,7 +702,8 @@ def cli_configure(parser: argparse.ArgumentParser) -> None:
                         help="manifest names, families or network files (default: the "
                              "preset's problems)")
     parser.add_argument("--preset", default="default",
-                        help="default, scaman2018, lipsdp, exact, local, constrained")
+                        help="default, scaman2018, lipsdp, exact, local, constrained, or "
+                             "all (each preset into results/PRESET)")
     parser.add_argument("--methods", default=None, help="comma-separated method names")
     parser.add_argument("--norm", default=None, help="comma-separated norms (2, inf, 1)")
     parser.add_argument("--out", default=None, help="results directory (results/PRESET)")
@@ -725,17 +727,27 @@ def cli_configure(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_run(args: argparse.Namespace) -> int:
+    from .problems import PRESETS
+
     def split(text: str | None) -> list[str] | None:
         return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
-    summary = compare(args.problems, preset=args.preset, methods=split(args.methods),
-                      norms=split(args.norm), out=args.out, root=args.root, jobs=args.jobs,
-                      executor=args.executor, scheduler=args.scheduler,
-                      time_limit=args.time_limit, fresh=args.fresh,
-                      retry_failed=args.retry_failed, imports=args.imports,
-                      progress=not args.quiet, report=not args.no_report,
-                      echo=lambda m: print(m, file=sys.stderr))
-    failed = sum(1 for r in summary.records if r.get("status") in ("error", "timeout"))
-    print(f"{summary.out}: {len(summary.records)} records ({summary.ran} run now, {failed} "
-          f"error/timeout) in {summary.seconds:.1f} s")
+    if args.preset == ALL:
+        if args.problems or args.methods or args.out:
+            raise InputError("--preset all runs every preset on its own problems into "
+                             "results/PRESET: drop PROBLEM, --methods and --out")
+        presets = list(PRESETS)
+    else:
+        presets = [args.preset]
+    for preset in presets:
+        summary = compare(args.problems, preset=preset, methods=split(args.methods),
+                          norms=split(args.norm), out=args.out, root=args.root,
+                          jobs=args.jobs, executor=args.executor, scheduler=args.scheduler,
+                          time_limit=args.time_limit, fresh=args.fresh,
+                          retry_failed=args.retry_failed, imports=args.imports,
+                          progress=not args.quiet, report=not args.no_report,
+                          echo=lambda m: print(m, file=sys.stderr))
+        failed = sum(1 for r in summary.records if r.get("status") in ("error", "timeout"))
+        print(f"{summary.out}: {len(summary.records)} records ({summary.ran} run now, "
+              f"{failed} error/timeout) in {summary.seconds:.1f} s")
     return 0
