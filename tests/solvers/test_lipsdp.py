@@ -287,3 +287,34 @@ def test_mnist_fixture_neuron():
     b = estimate(net, "lipsdp-neuron")
     assert b.certified and b.details["compressed_first_layer"]
     assert estimate(net, "random").value <= b.value <= estimate(net, "lipsdp-layer").value
+
+
+def test_certificate_holds_in_high_precision(monkeypatch):
+    # re-check a certified (rho, T) with a 60-digit Cholesky of -M, formed exactly from the
+    # float64 weights and multipliers
+    mpmath = pytest.importorskip("mpmath")
+    data = network_data(random_mlp([2, 6, 5, 2], seed=3))
+    sol = solve_sdp(data, "neuron", "SCS")
+    T = [np.maximum(t, 0) for t in sol.multipliers]
+    cert = certify_multipliers(data, T)
+    assert cert.certified
+    mpmath.mp.dps = 60
+    off, N = data.offsets, data.dim
+    M = mpmath.zeros(N, N)
+    for k in range(1, len(data.weights)):
+        W, t = data.weights[k - 1], T[k - 1]
+        p, q = off[k - 1], off[k]
+        for j in range(W.shape[0]):
+            for i in range(W.shape[1]):
+                v = -mpmath.mpf(float(W[j, i])) * mpmath.mpf(float(t[j]))  # a + b = 1
+                M[p + i, q + j] = M[q + j, p + i] = v
+            M[q + j, q + j] += 2 * mpmath.mpf(float(t[j]))
+    WL = mpmath.matrix(data.weights[-1].tolist())
+    G = WL.T * WL
+    s = off[len(data.weights) - 1]
+    for i in range(G.rows):
+        for j in range(G.cols):
+            M[s + i, s + j] -= G[i, j]
+    for i in range(data.sizes[0]):
+        M[i, i] += mpmath.mpf(cert.rho)
+    mpmath.cholesky(M)  # raises ValueError unless positive definite
