@@ -72,29 +72,37 @@ def _time_local(net: Any, center: np.ndarray, eps: float, **options: Any) -> dic
             "blocks": [blk["how"] for blk in b.details["blocks"]]}
 
 
+def _fresh(net: Any) -> Any:
+    """The same network with empty caches, so that a timing includes all of its work."""
+    from ..network import Network
+
+    return Network(net.layers, net.input_shape)
+
+
 def _case(name: str, net: Any, center: np.ndarray, radii: tuple[float, ...], goal: float
           ) -> dict[str, Any]:
     from ..registry import estimate
 
     t0 = time.perf_counter()
-    auto = estimate(net, "autolip")
-    auto_s = time.perf_counter() - t0  # the layer norms are cached on the net from here on
+    auto = estimate(_fresh(net), "autolip")
+    auto_s = time.perf_counter() - t0
     out: dict[str, Any] = {"net": name, "goal_seconds": goal,
                            "autolip": {"value": auto.value, "seconds": auto_s}, "radii": {}}
     for eps in radii:
-        merged = _time_local(net, center, eps)
-        plain = _time_local(net, center, eps, merge=False)
+        # each run starts cold: nominal pass, layer caps and sparse matrices included
+        merged = _time_local(_fresh(net), center, eps)
+        plain = _time_local(_fresh(net), center, eps, merge=False)
         out["radii"][str(eps)] = {"local": merged, "paper_product": plain,
                                   "ratio_to_autolip": merged["value"] / auto.value}
     worst = max(r["local"]["seconds"] for r in out["radii"].values())
     out["local_seconds_max"] = worst
-    out["local_seconds_max_with_autolip"] = worst + auto_s
-    out["meets_goal"] = worst + auto_s <= goal
+    out["meets_goal"] = worst <= goal
     return out
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """Time `local` (layer caps included: the first call pays for AutoLip's layer norms)."""
+    """Time `local` from a cold start on each net and radius, beside AutoLip (baseline: the
+    global bound and its time) and the paper's block product without merging."""
     net, center, name = _digits_cnn()
     figures: dict[str, Any] = {"digits_cnn": _case(name, net, center, DIGITS_RADII, 1.0)}
     hw = 16 if quick else 32
