@@ -13,10 +13,10 @@ Two refinements keep the bound sound and make it exact in the limit eps -> 0:
   unit provably active or inactive, each window's maximum provably at one element -- act as
   one linear map there, so they are merged into one block (never looser than the product);
   with every unit stable the block is J(x0) itself;
-* every block bound is certified: explicit block matrices get an SVD and a Cholesky
-  certificate (`linalg.dense_spectral_bounds`); convolutions too large to build as matrices
-  get the Gram matrix (R A D)^T (R A D) on the free input coordinates, assembled exactly from a
-  few probe vectors (columns whose supports cannot overlap share a probe), its largest
+* every block bound is certified: explicit block matrices get the top eigenvalue of their
+  smaller Gram matrix and a shifted Cholesky certificate (`linalg.certify_spectral_upper`);
+  convolutions too large to build densely are kept as sparse matrices (entries = weights)
+  and the Gram matrix of R A D on the free inputs (or the active outputs) has its largest
   eigenvalue estimated by Lanczos and proven by a shifted Cholesky factorisation (Rump, BIT
   2006) -- dense, or banded in (row, column, channel) order, whichever is cheaper.
 Floating-point errors of the nominal activations are propagated as elementwise intervals,
