@@ -213,6 +213,23 @@ def test_operator_and_banded_paths_agree_with_explicit(name: str, net: Network,
         assert banded.value == pytest.approx(plain.value, rel=PATH_TOL)
 
 
+def test_strided_convolution_uses_the_output_gram() -> None:
+    """A stride-2 convolution with fewer output than input channels: the Gram matrix on its
+    active outputs is the cheaper one, and it gives the explicit block's bound."""
+    rng = np.random.default_rng(0)
+    net = Network((Conv2d(rng.normal(size=(2, 6, 3, 3)), 0.1 * rng.normal(size=2), 2, 1),
+                   Activation("relu"), Flatten(), Affine(rng.normal(size=(3, 50)), None)),
+                  (6, 10, 10)).validate()
+    x0 = rng.random(600)
+    anchor = L.prepare(net, x0)
+    for eps in (1e-3, 0.5):
+        op = L.anchored_bound(anchor, eps, explicit_max=0, dense_gram_max=0)
+        assert op.blocks[0].how.startswith("gram-banded(outputs")
+        plain = L.anchored_bound(anchor, eps, merge=False).value
+        assert op.value == pytest.approx(plain, rel=PATH_TOL)
+        assert _secant_max(net, x0, eps, np.random.default_rng(1)) <= op.value * (1 + SECANT_TOL)
+
+
 def test_gram_certificate_is_an_upper_bound() -> None:
     import scipy.sparse as sp
 
