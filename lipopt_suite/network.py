@@ -425,5 +425,5 @@ class Network:
         single = arr.shape == self.input_shape
         batch = arr.reshape((-1, *self.input_shape))
         with torch.no_grad():
-            out = self.to_torch()(torch.as_tensor(batch)).numpy()
+            out = self.to_torch()(torch.from_numpy(np.array(batch))).numpy()
         return out[0] if single else out

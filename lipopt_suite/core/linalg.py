@@ -31,7 +31,8 @@ from ..errors import UnsupportedError
 from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, Layer, MaxPool2d
 
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
-# Dense matrices up to this many rows and columns get an exact SVD; larger ones ARPACK.
+# Dense matrices whose smaller side is at most this get an exact eigendecomposition of
+# their Gram matrix; larger ones ARPACK.
 EXACT_SVD_MAX_DIM = 2000
 # Relative slack of the first certificate attempt after an exact SVD / a converged estimate;
 # each failed attempt multiplies the slack by CERT_GROWTH.
@@ -219,9 +220,12 @@ def _estimate_dense(W: torch.Tensor) -> tuple[float, torch.Tensor | None, str]:
     """sigma_max estimate and a right singular vector: SVD when small, ARPACK (CPU) or the
     power method (other devices) when large."""
     m, n = W.shape
-    if max(m, n) <= EXACT_SVD_MAX_DIM:
-        _, s, vh = torch.linalg.svd(W, full_matrices=False)
-        return float(s[0]), vh[0], "svd"
+    if min(m, n) <= EXACT_SVD_MAX_DIM:
+        # the top eigenpair of the smaller Gram matrix: far cheaper than a full SVD
+        G = W @ W.T if m < n else W.T @ W
+        lam, vecs = torch.linalg.eigh(G)
+        v = W.T @ vecs[:, -1] if m < n else vecs[:, -1]
+        return math.sqrt(max(float(lam[-1]), 0.0)), v, "svd"
     if W.device.type == "cpu":
         from scipy.sparse.linalg import svds
 

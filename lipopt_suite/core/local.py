@@ -50,7 +50,6 @@ from ..registry import method
 from .linalg import (
     EXACT_SVD_MAX_DIM,
     UNIT_ROUNDOFF,
-    certify_spectral_upper,
     conv_fourier_upper,
     dense_spectral_bounds,
     layer_norm_bounds,
@@ -590,30 +589,10 @@ def _explicit_norm(cols: torch.Tensor, errs: torch.Tensor, r: torch.Tensor | Non
 
 
 def matrix_norm_upper(M: torch.Tensor) -> tuple[float, str, bool]:
-    """Certified upper bound on ||M||_2 for a dense matrix: the largest eigenvalue of the
-    smaller Gram matrix (eigenvalues only, far cheaper than the SVD with vectors that
-    `linalg.dense_spectral_bounds` computes), raised until `linalg.certify_spectral_upper`
-    proves it by a shifted Cholesky factorisation."""
-    m, n = M.shape
-    if min(m, n) <= 32:
-        nb = dense_spectral_bounds(M, device=M.device)
-        return nb.upper, nb.how, nb.certified
-    G = M @ M.T if m <= n else M.T @ M
-    if G.shape[0] <= 4000:
-        lam = float(torch.linalg.eigvalsh(G)[-1])
-    else:
-        from scipy.sparse.linalg import eigsh
-
-        Gn = G.cpu().numpy()
-        v0 = np.random.default_rng(0).random(Gn.shape[0]) + 0.5
-        lam = float(eigsh(Gn, k=1, which="LA", tol=1e-10, v0=v0)[0][0])
-    sigma = math.sqrt(max(lam, 0.0))
-    for slack in CERT_SLACKS:
-        t = _up(sigma * (1 + slack))
-        if t > 0 and certify_spectral_upper(M, t):
-            return t, "gram-eig+cholesky", True
-    fro = float(torch.linalg.vector_norm(M)) * (1 + (M.numel() + 4) * U)
-    return _up(fro), "frobenius", True
+    """Certified upper bound on ||M||_2 for a dense matrix (`linalg.dense_spectral_bounds`:
+    top eigenpair of the smaller Gram matrix, proven by a shifted Cholesky factorisation)."""
+    nb = dense_spectral_bounds(M, device=M.device)
+    return nb.upper, nb.how, nb.certified
 
 
 def _operator_norm(lin: _Linear, free: torch.Tensor, r: torch.Tensor | None, *,
