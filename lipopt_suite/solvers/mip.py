@@ -1,0 +1,651 @@
+"""Exact l_inf and l_1 Lipschitz constants of ReLU MLPs by a mixed-integer program (lipMIP).
+
+Over a box X the constant of a ReLU MLP is the largest ||J||_{p->p} over the linear regions
+meeting X (DESIGN.md section 1). For p = inf, ||J||_{inf->inf} = max over v in [-1, 1]^n of
+max_i (J v)_i (the set is symmetric, so the sign of the row sum comes for free); for p = 1,
+||J||_{1->1} = max over v in the simplex of ||J v||_1. The program has, per ReLU:
+* the forward pass z = W a + b, a = relu(z) with one binary delta and big-M constants from
+  interval bounds [l, u] of z over the box (neurons stable on the box get no binary);
+* the directional derivative through the same binaries: d = W e, e = delta * d, encoded
+  exactly with interval bounds of d (which depend on the weights and the stable set only);
+* the output norm with binaries: a one-hot choice of the output row (p = inf) or one sign
+  per output (p = 1).
+For a fixed pattern the program is linear in v, so v needs no binaries.
+
+The solver's pattern is checked afterwards: an LP finds a ball inside box and region (the
+witness x), and the norm of that region's Jacobian is recomputed in float64. A pattern that
+is not realisable (a solver-tolerance artefact) is cut off and the program solved again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..bound import Bound, Domain
+from ..errors import InputError, SolverUnavailableError, UnsupportedError
+from ..network import Network
+from ..registry import method
+from .hypercube import chebyshev_ball
+
+# The solver's relative and absolute optimality gaps, and the agreement required between the
+# recomputed value of its pattern and its proven bound before the answer is called exact
+# (the acceptance tests compare with region enumeration at 1e-6 relative).
+MIP_REL_GAP = 1e-8
+MIP_ABS_GAP = 1e-10
+EXACT_RTOL = 1e-6
+# Solves after cutting off patterns whose region misses the box (tolerance artefacts).
+MAX_RESOLVES = 5
+# A region counts as meeting the box when box and region hold a common ball of radius above
+# FULL_DIM_RADIUS * (1 + scale) (the criterion of solvers/regions.py).
+FULL_DIM_RADIUS = 1e-9
+# Seconds spent at most on LP-tightening the big-M constants when there is no time limit.
+TIGHTEN_SECONDS = 30.0
+# LP-tightened pre-activation bounds are widened by this much (relative) so that LP solver
+# tolerances never make a neuron look stable when it is not.
+LP_BOUND_SLACK = 1e-7
+# Random points of the box whose Jacobian norms cross-check a solver's "optimal" (at most
+# SAMPLE_ELEMENTS Jacobian entries at once): a point beating the optimum exposes a wrong
+# optimality claim.
+SAMPLES = 1000
+SAMPLE_ELEMENTS = 20_000_000
+# Proven bounds (interval and solver bounds) are inflated by this much for float64 rounding.
+BOUND_MARGIN = 1e-9
+# Without a time limit, programs with more binaries or inputs than these are refused: their
+# solve time is unpredictable (minutes to days); a time limit makes them anytime.
+MAX_UNTIMED_BINARIES = 200
+MAX_UNTIMED_INPUTS = 64
+# Default global box: centred at 0 with half-width GLOBAL_MARGIN * (1 + r), r the largest
+# |coordinate| of a vertex of the first layer's hyperplane arrangement (computed when it has at
+# most MAX_VERTEX_SUBSETS candidate vertices), else GLOBAL_FALLBACK_RADIUS; times DEEP_GROWTH
+# per hidden layer after the first (a heuristic: on seeded nets with 2-3 hidden layers the
+# regions of deeper layers reached up to 30 times the first layer's vertex radius).
+GLOBAL_MARGIN = 2.0
+DEEP_GROWTH = 10.0
+GLOBAL_FALLBACK_RADIUS = 100.0
+MAX_VERTEX_SUBSETS = 200_000
+# Time-limit option of each cvxpy MIP solver.
+TIME_OPTIONS = {"HIGHS": ("time_limit", None), "SCIP": ("scip_params", "limits/time"),
+                "SCIPY": ("scipy_options", "time_limit"), "GUROBI": ("TimeLimit", None),
+                "CBC": ("maximumSeconds", None), "MOSEK": ("mosek_params",
+                                                          "MSK_DPAR_MIO_MAX_TIME"),
+                "CPLEX": ("cplex_params", "timelimit"), "COPT": ("TimeLimit", None),
+                "XPRESS": ("maxtime", None)}
+
+
+# ------------------------------------------------------------------------ bounds
+def interval_bounds(weights: list[np.ndarray], biases: list[np.ndarray], lo: np.ndarray,
+                    hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[l_k, u_k] of each hidden pre-activation over the box [lo, hi] (interval arithmetic)."""
+    out = []
+    a_lo, a_hi = lo, hi
+    for W, b in zip(weights[:-1], biases[:-1]):
+        Wp, Wn = np.clip(W, 0, None), np.clip(W, None, 0)
+        z_lo, z_hi = Wp @ a_lo + Wn @ a_hi + b, Wp @ a_hi + Wn @ a_lo + b
+        out.append((z_lo, z_hi))
+        a_lo, a_hi = np.maximum(z_lo, 0), np.maximum(z_hi, 0)
+    return out
+
+
+def lp_bounds(weights: list[np.ndarray], biases: list[np.ndarray], lo: np.ndarray,
+              hi: np.ndarray, deadline: float | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pre-activation bounds tightened by linear programming: each neuron of layer k is
+    minimised and maximised over the box and the triangle relaxation of layers < k (HiGHS,
+    warm-started). Falls back to interval bounds where an LP fails or time runs out."""
+    import highspy
+    from scipy import sparse
+
+    pre = interval_bounds(weights, biases, lo, hi)
+    n = lo.size
+    inf = highspy.kHighsInf
+    for k in range(1, len(weights) - 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        sizes = [n] + [W.shape[0] for W in weights[:k]]
+        offs = np.concatenate([[0], np.cumsum(sizes)])
+        col_lo, col_hi = [lo], [hi]
+        blocks, r_lo, r_hi = [], [], []
+        for t in range(k):
+            zl, zh = pre[t]
+            W, b = weights[t], biases[t]
+            on, unst = zl >= 0, (zl < 0) & (zh > 0)
+            col_lo.append(np.where(on, zl, 0.0))
+            col_hi.append(np.where(on | unst, zh, 0.0))
+            eye = sparse.identity(W.shape[0], format="csr")
+            prev = (slice(offs[t], offs[t + 1]))
+            for rows, coef, rl, rh in (
+                    (on, 1.0, b, b),  # a = z
+                    (unst, 1.0, b, np.full(b.size, inf)),  # a >= z
+            ):
+                if rows.any():
+                    blocks.append((t, rows, -coef * W, eye, prev))
+                    r_lo.append(rl[rows])
+                    r_hi.append(rh[rows])
+            if unst.any():  # a <= u (z - l) / (u - l)
+                slope = np.where(unst, zh / np.where(unst, zh - zl, 1.0), 0.0)
+                blocks.append((t, unst, -slope[:, None] * W, eye, prev))
+                r_lo.append(np.full(int(unst.sum()), -inf))
+                r_hi.append((slope * (b - zl))[unst])
+        rows_mats = []
+        for t, rows, Wpart, eye, _ in blocks:
+            left = sparse.csr_matrix((int(rows.sum()), offs[t]))
+            right = sparse.csr_matrix((int(rows.sum()), offs[-1] - offs[t + 2]))
+            rows_mats.append(sparse.hstack([left, sparse.csr_matrix(Wpart[rows]),
+                                            eye[rows], right]))
+        A = sparse.vstack(rows_mats).tocsc() if rows_mats else sparse.csc_matrix(
+            (0, offs[-1]))
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = int(offs[-1]), int(A.shape[0])
+        lp.col_cost_ = np.zeros(lp.num_col_)
+        lp.col_lower_, lp.col_upper_ = np.concatenate(col_lo), np.concatenate(col_hi)
+        lp.row_lower_ = np.concatenate(r_lo) if r_lo else np.zeros(0)
+        lp.row_upper_ = np.concatenate(r_hi) if r_hi else np.zeros(0)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = A.indices.astype(np.int32)
+        lp.a_matrix_.value_ = A.data.astype(np.float64)
+        h.passModel(lp)
+        W, b = weights[k], biases[k]
+        last = np.arange(offs[k], offs[k + 1], dtype=np.int32)
+        zl, zh = pre[k][0].copy(), pre[k][1].copy()
+        for j in range(W.shape[0]):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            h.changeColsCost(last.size, last, W[j])
+            for sense, store in ((highspy.ObjSense.kMinimize, 0), (highspy.ObjSense.kMaximize,
+                                                                   1)):
+                h.changeObjectiveSense(sense)
+                h.run()
+                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                    continue
+                val = h.getInfo().objective_function_value + b[j]
+                slack = LP_BOUND_SLACK * (1.0 + abs(val))
+                if store == 0:
+                    zl[j] = max(zl[j], val - slack)
+                else:
+                    zh[j] = min(zh[j], val + slack)
+        pre[k] = (zl, zh)
+        # later layers' interval bounds from the tightened ones
+        a_lo, a_hi = np.maximum(zl, 0), np.maximum(zh, 0)
+        for t in range(k + 1, len(weights) - 1):
+            Wt, bt = weights[t], biases[t]
+            Wp, Wn = np.clip(Wt, 0, None), np.clip(Wt, None, 0)
+            z_lo, z_hi = Wp @ a_lo + Wn @ a_hi + bt, Wp @ a_hi + Wn @ a_lo + bt
+            pre[t] = (np.maximum(pre[t][0], z_lo), np.minimum(pre[t][1], z_hi))
+            a_lo, a_hi = np.maximum(pre[t][0], 0), np.maximum(pre[t][1], 0)
+    return pre
+
+
+def chain(weights: list[np.ndarray], norm: str) -> tuple[list[np.ndarray], list[int]]:
+    """The matrices whose gated product P has ||J||_{p->p} = ||P||_{1->1}, and the hidden layer
+    gating each step: J itself for p = 1; for p = inf, J^T = W_0^T D_0 ... D_{K-2} W_{K-1}^T,
+    the backward pass (as in lipMIP), which starts from a constant row instead of a free
+    direction and so keeps its big-M constants small."""
+    if norm == "1":
+        return list(weights), list(range(len(weights) - 1))
+    return [W.T for W in reversed(weights)], list(range(len(weights) - 2, -1, -1))
+
+
+def derivative_bounds(mats: list[np.ndarray], gates: list[np.ndarray]
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Interval bounds of d_0 = C_0 u, d_k = C_k (g_{k-1} o d_{k-1}) for u in the simplex and
+    every gate allowed by `gates` (per step: 1 always on, 0 always off, -1 either)."""
+    d_lo, d_hi = mats[0].min(axis=1), mats[0].max(axis=1)
+    out = [(d_lo, d_hi)]
+    for C, st in zip(mats[1:], gates):
+        e_lo = np.where(st == 1, d_lo, np.where(st == 0, 0.0, np.minimum(d_lo, 0)))
+        e_hi = np.where(st == 1, d_hi, np.where(st == 0, 0.0, np.maximum(d_hi, 0)))
+        Cp, Cn = np.clip(C, 0, None), np.clip(C, None, 0)
+        d_lo, d_hi = Cp @ e_lo + Cn @ e_hi, Cp @ e_hi + Cn @ e_lo
+        out.append((d_lo, d_hi))
+    return out
+
+
+def interval_norm_bound(y_lo: np.ndarray, y_hi: np.ndarray) -> float:
+    """An upper bound on max_j ||P e_j||_1 from the interval of P u (valid for every pattern
+    reachable in the box)."""
+    return float(np.maximum(np.abs(y_lo), np.abs(y_hi)).sum()) * (1 + BOUND_MARGIN)
+
+
+def arrangement_radius(W: np.ndarray, b: np.ndarray, max_subsets: int = MAX_VERTEX_SUBSETS
+                       ) -> float | None:
+    """Largest |coordinate| of a vertex of the arrangement {W_i x + b_i = 0} taken in the row
+    space of W (every full-dimensional region's closure holds such a vertex); None when there
+    are more than `max_subsets` candidate vertices."""
+    rows = np.linalg.norm(W, axis=1) > 0
+    W, b = W[rows], b[rows]
+    if W.shape[0] == 0:
+        return 0.0
+    _, sv, Vt = np.linalg.svd(W, full_matrices=False)
+    r = int(np.sum(sv > sv[0] * max(W.shape) * np.finfo(np.float64).eps))
+    Q = Vt[:r].T  # orthonormal basis of the row space
+    WQ = W @ Q
+    if math.comb(W.shape[0], r) > max_subsets:
+        return None
+    best = 0.0
+    subsets = np.array(list(itertools.combinations(range(W.shape[0]), r)), dtype=int)
+    for chunk in np.array_split(subsets, max(1, len(subsets) // 20_000)):
+        Ms = WQ[chunk]  # (k, r, r)
+        svals = np.linalg.svd(Ms, compute_uv=False)
+        ok = svals[:, -1] > svals[:, 0] * 1e-12
+        if not ok.any():
+            continue
+        y = np.linalg.solve(Ms[ok], -b[chunk[ok]][..., None])[..., 0]
+        best = max(best, float(np.abs(y @ Q.T).max()))
+    return best
+
+
+def global_box(net: Network) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(lo, hi, proven): the default box standing for the whole input space. `proven` is True
+    when every linear region is known to meet it (no or one hidden layer, first-layer vertices
+    computed), False when it is a heuristic."""
+    weights, biases, _ = net.mlp()
+    n = weights[0].shape[1]
+    if len(weights) == 1:
+        return -np.ones(n), np.ones(n), True
+    r = arrangement_radius(weights[0], biases[0])
+    if r is None:
+        radius, proven = GLOBAL_FALLBACK_RADIUS, False
+    else:
+        radius, proven = GLOBAL_MARGIN * (1.0 + r), len(weights) == 2
+    radius *= DEEP_GROWTH ** (len(weights) - 2)
+    return -radius * np.ones(n), radius * np.ones(n), proven
+
+
+# ------------------------------------------------------------------------ formulation
+@dataclass
+class MipModel:
+    """A built program and what is needed to read its solution."""
+
+    problem: Any  # cvxpy.Problem
+    x: Any  # input variable
+    v: Any  # direction variable
+    deltas: list[Any]  # per hidden layer: binary variable over the unstable neurons, or None
+    states: list[np.ndarray]  # per hidden layer: 1 active, 0 inactive, -1 unstable
+    interval_bound: float  # proven upper bound without solving
+    binaries: int
+    cuts: list[Any] = field(default_factory=list)
+
+
+def _scatter(width: int, idx: np.ndarray) -> np.ndarray:
+    S = np.zeros((width, idx.size))
+    S[idx, np.arange(idx.size)] = 1.0
+    return S
+
+
+def build_problem(weights: list[np.ndarray], biases: list[np.ndarray], norm: str,
+                  lo: np.ndarray, hi: np.ndarray,
+                  pre: list[tuple[np.ndarray, np.ndarray]] | None = None) -> MipModel:
+    """The mixed-integer program max ||J(x)||_{p->p} over x in [lo, hi] (cvxpy, not solved);
+    `pre` are pre-activation bounds valid on the box (interval bounds by default).
+
+    Forward pass: z = W a + b, a = relu(z), one binary per neuron unstable on the box. Norm:
+    with (C_k) = chain(weights, norm), max over u in the simplex of ||P u||_1 where
+    d_0 = C_0 u, e = delta o d (exact big-M product), d_{k+1} = C_{k+1} e; the simplex needs no
+    binaries (for fixed binaries the program is linear in u), the l1 norm one sign per entry.
+    """
+    import cvxpy as cp
+
+    n = weights[0].shape[1]
+    pre = interval_bounds(weights, biases, lo, hi) if pre is None else pre
+    states = [np.where(zl >= 0, 1, np.where(zh <= 0, 0, -1)) for zl, zh in pre]
+    x = cp.Variable(n)
+    cons: list[Any] = [x >= lo, x <= hi]
+    a: Any = x
+    deltas: list[Any] = []
+    binaries = 0
+    for k, ((zl, zh), st) in enumerate(zip(pre, states)):
+        z = weights[k] @ a + biases[k]
+        on, unst = np.nonzero(st == 1)[0], np.nonzero(st == -1)[0]
+        parts = []
+        if on.size:
+            parts.append(_scatter(st.size, on) @ z[on])
+        if unst.size:
+            delta = cp.Variable(unst.size, boolean=True)
+            au = cp.Variable(unst.size)
+            zu, lu, uu = z[unst], zl[unst], zh[unst]
+            cons += [au >= 0, au >= zu, au <= cp.multiply(uu, delta),
+                     au <= zu - cp.multiply(lu, 1 - delta)]
+            parts.append(_scatter(st.size, unst) @ au)
+            deltas.append(delta)
+            binaries += unst.size
+        else:
+            deltas.append(None)
+        a = sum(parts[1:], parts[0]) if parts else np.zeros(st.size)
+    mats, order = chain(weights, norm)
+    gates = [states[k] for k in order]
+    dbounds = derivative_bounds(mats, gates)
+    u = cp.Variable(mats[0].shape[1], nonneg=True)
+    cons.append(cp.sum(u) == 1)
+    d: Any = mats[0] @ u
+    for step, k in enumerate(order):
+        st, delta = states[k], deltas[k]
+        dl, dh = dbounds[step]
+        on, unst = np.nonzero(st == 1)[0], np.nonzero(st == -1)[0]
+        parts = []
+        if on.size:
+            parts.append(_scatter(st.size, on) @ d[on])
+        if unst.size:
+            eu = cp.Variable(unst.size)
+            du, dlu, dhu = d[unst], dl[unst], dh[unst]
+            cons += [eu <= du - cp.multiply(dlu, 1 - delta),
+                     eu >= du - cp.multiply(dhu, 1 - delta),
+                     eu <= cp.multiply(dhu, delta), eu >= cp.multiply(dlu, delta)]
+            parts.append(_scatter(st.size, unst) @ eu)
+        e = sum(parts[1:], parts[0]) if parts else np.zeros(st.size)
+        d = mats[step + 1] @ e
+    y_lo, y_hi = dbounds[-1]
+    out = mats[-1].shape[0]
+    t = cp.Variable(out)
+    sign = cp.Variable(out, boolean=True)
+    big = 2 * np.maximum(np.abs(y_lo), np.abs(y_hi))
+    cons += [t <= d + cp.multiply(big, 1 - sign), t <= -d + cp.multiply(big, sign)]
+    binaries += out
+    problem = cp.Problem(cp.Maximize(cp.sum(t)), cons)
+    return MipModel(problem, x, u, deltas, states, interval_norm_bound(y_lo, y_hi), binaries)
+
+
+# ------------------------------------------------------------------------ solving
+def choose_solver(forced: str | None) -> str:
+    """The MIP solver to use: the forced one (must be installed, usable and MIP-capable),
+    else SCIP when installed, else HiGHS."""
+    from cvxpy.reductions.solvers.defines import INSTALLED_MI_SOLVERS
+
+    from . import backends
+
+    mip_capable = sorted(str(s).upper() for s in INSTALLED_MI_SOLVERS)
+    usable = [s for s in mip_capable if backends.usable(s)]
+    if forced is not None:
+        name = str(forced).strip().upper()
+        if name not in mip_capable:
+            raise SolverUnavailableError(
+                f"mip: solver {forced!r} is not an installed mixed-integer solver; installed: "
+                f"{', '.join(mip_capable) or 'none'}")
+        if name not in usable:
+            raise SolverUnavailableError(
+                f"mip: solver {forced!r} is installed but not usable here (no licence); "
+                f"usable: {', '.join(usable) or 'none'}")
+        return name
+    for name in ("SCIP", "HIGHS"):
+        if name in usable:
+            return name
+    raise SolverUnavailableError(f"mip: neither SCIP nor HiGHS is usable; installed mixed-"
+                                 f"integer solvers: {', '.join(mip_capable) or 'none'}")
+
+
+def solver_options(name: str, time_limit: float | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if name == "HIGHS":
+        # HiGHS's default feasibility tolerances: tightening them to 1e-9 made it report wrong
+        # "optimal" answers on a 2-20-20-2 net over a box of half-width 3.7e3
+        opts.update(mip_rel_gap=MIP_REL_GAP, mip_abs_gap=MIP_ABS_GAP)
+    elif name == "SCIP":
+        opts["scip_params"] = {"limits/gap": MIP_REL_GAP}
+    if time_limit is not None and name in TIME_OPTIONS:
+        key, sub = TIME_OPTIONS[name]
+        if sub is None:
+            opts[key] = float(time_limit)
+        else:
+            opts.setdefault(key, {})[sub] = float(time_limit)
+    return opts
+
+
+@dataclass(frozen=True)
+class Solve:
+    status: str  # cvxpy status
+    value: float | None  # incumbent objective
+    upper: float | None  # the solver's proven bound, when it reports one
+    pattern: list[np.ndarray] | None  # full 0/1 pattern per hidden layer
+    x: np.ndarray | None
+    seconds: float
+
+
+def solve_problem(model: MipModel, solver: str, time_limit: float | None) -> Solve:
+    """Solve the program once; read the incumbent, its pattern and the proven bound."""
+    import cvxpy as cp
+
+    start = time.perf_counter()
+    problem = model.problem
+    if model.cuts:
+        problem = cp.Problem(problem.objective, problem.constraints + model.cuts)
+    try:
+        with warnings.catch_warnings():
+            # an inaccurate status is reported through `status`, not as a warning
+            warnings.simplefilter("ignore")
+            problem.solve(solver=solver, **solver_options(solver, time_limit))
+    except cp.error.SolverError as exc:
+        return Solve(f"solver_error: {exc}", None, None, None, None,
+                     time.perf_counter() - start)
+    status = str(problem.status)
+    value = problem.value
+    value = None if value is None or not np.isfinite(value) else float(value)
+    upper = None
+    info = problem.solver_stats.extra_stats if problem.solver_stats else None
+    if solver == "HIGHS" and info is not None:
+        dual, primal = getattr(info, "mip_dual_bound", None), getattr(
+            info, "objective_function_value", None)
+        if dual is not None and np.isfinite(dual):
+            if value is not None and primal is not None and np.isfinite(primal):
+                upper = value + abs(dual - primal)  # cvxpy minimises -objective
+            elif value is None:
+                upper = -dual if status != cp.OPTIMAL else None
+    if status == cp.OPTIMAL and upper is None and value is not None:
+        upper = value * (1 + MIP_REL_GAP) + MIP_ABS_GAP
+    pattern = xval = None
+    if value is not None and model.x.value is not None:
+        xval = np.asarray(model.x.value, dtype=np.float64)
+        pattern = []
+        for st, delta in zip(model.states, model.deltas):
+            p = (st == 1).astype(np.float64)
+            if delta is not None and delta.value is not None:
+                p[st == -1] = np.round(np.asarray(delta.value).ravel())
+            pattern.append(p)
+    return Solve(status, value, upper, pattern, xval, time.perf_counter() - start)
+
+
+def pattern_jacobian(weights: list[np.ndarray], pattern: list[np.ndarray]) -> np.ndarray:
+    J = weights[0]
+    for W, s in zip(weights[1:], pattern):
+        J = W @ (s[:, None] * J)
+    return J
+
+
+def region_ball(weights: list[np.ndarray], biases: list[np.ndarray],
+                pattern: list[np.ndarray], lo: np.ndarray, hi: np.ndarray
+                ) -> tuple[float, np.ndarray]:
+    """Largest ball inside box and region of `pattern`: (radius, centre); -inf if none."""
+    n = lo.size
+    P, q = np.eye(n), np.zeros(n)
+    G, h = [np.eye(n), -np.eye(n)], [hi, -lo]
+    for W, b, s in zip(weights[:-1], biases[:-1], pattern):
+        ZA, Zc = W @ P, W @ q + b
+        sign = np.where(s > 0, 1.0, -1.0)
+        G.append(-sign[:, None] * ZA)
+        h.append(sign * Zc)
+        P, q = s[:, None] * ZA, s * Zc
+    G_all, h_all = np.vstack(G), np.concatenate(h)
+    norms = np.linalg.norm(G_all, axis=1)
+    flat = norms <= 1e-14 * (1 + np.abs(G_all).max())
+    if np.any(h_all[flat] < 0):  # a constant pre-activation on the wrong side
+        return -math.inf, np.zeros(n)
+    return chebyshev_ball(G_all[~flat], h_all[~flat], float(np.max(hi - lo)))
+
+
+def _no_good(model: MipModel, pattern: list[np.ndarray]) -> Any | None:
+    """A constraint cutting off exactly this assignment of the unstable binaries."""
+    import cvxpy as cp
+
+    terms = []
+    for st, delta, p in zip(model.states, model.deltas, pattern):
+        if delta is None:
+            continue
+        cur = p[st == -1]
+        terms.append(cp.sum(cp.multiply(1 - cur, delta)) + cp.sum(cp.multiply(cur, 1 - delta)))
+    if not terms:
+        return None
+    return cp.sum(cp.hstack(terms)) >= 1
+
+
+def sampled_norms(weights: list[np.ndarray], biases: list[np.ndarray], X: np.ndarray,
+                  norm: str) -> np.ndarray:
+    """||J(x)||_{p->p} at the rows of X (the Jacobian of the region each point lies in)."""
+    order = np.inf if norm == "inf" else 1
+    a, J = X.T, np.broadcast_to(weights[0], (X.shape[0], *weights[0].shape))
+    for W, b, Wn in zip(weights[:-1], biases[:-1], weights[1:]):
+        z = W @ a + b[:, None]
+        gate = (z > 0).T.astype(np.float64)  # (P, width)
+        a = np.maximum(z, 0)
+        J = Wn @ (gate[:, :, None] * J)
+    return np.linalg.norm(J, ord=order, axis=(1, 2))
+
+
+def _norm(J: np.ndarray, norm: str) -> float:
+    return float(np.linalg.norm(J, ord=np.inf if norm == "inf" else 1)) if J.size else 0.0
+
+
+# ------------------------------------------------------------------------ the method
+@method("mip", kind="exact", norms=("inf", "1"), relu_only=True, mlp_only=True,
+        domain="optional", domain_kinds=("box",),
+        summary="exact l_inf/l_1 by a mixed-integer program (lipMIP), global or over a box")
+def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
+        time_limit: float | None = None, solver: str | None = None,
+        global_radius: float | None = None, tighten: bool = True, **options: Any) -> Bound:
+    """Exact l_inf or l_1 Lipschitz constant of a ReLU MLP by mixed-integer programming.
+
+    Reference: Jordan & Dimakis, "Exactly computing the local Lipschitz constant of ReLU
+    networks", NeurIPS 2020 (lipMIP). Idea: ReLU forward pass and the Jacobian-vector product
+    through the same binaries (big-M from interval bounds over the box), the output norm by
+    binaries; solved with SCIP when installed, else HiGHS (`solver=` forces any installed
+    cvxpy MIP solver).
+    Global constant: computed over a box. A ReLU net's global constant equals its constant
+    over a box only if every linear region meets the box. The default box is centred at 0
+    with half-width 2 (1 + r), r the largest |coordinate| of a vertex of the first layer's
+    hyperplane arrangement (`global_radius=` overrides it): for one hidden layer every region
+    meets it (proven, certified); for deeper nets it is a heuristic, the result is not
+    certified as global and details["warning"] says so. With a box domain the value is the
+    local constant over the box.
+    Without a time limit, programs with more than 200 binaries or 64 inputs are refused.
+    Guarantee: exact when the solver proves optimality and the optimal pattern's region is
+    verified to meet the box (witness x inside it); otherwise (time limit, solver trouble)
+    kind "upper" with the solver's proven bound (or the interval bound), the incumbent and
+    its witness in details.
+    """
+    weights, biases, _ = net.mlp()
+    start = time.perf_counter()
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise InputError(f"mip: time_limit must be positive, got {time_limit}")
+    details: dict[str, Any] = {}
+    proven_box = True
+    if domain is None:
+        if global_radius is not None:
+            if not (math.isfinite(global_radius) and global_radius > 0):
+                raise InputError(f"mip: global_radius must be positive, got {global_radius}")
+            n = weights[0].shape[1]
+            lo, hi, proven_box = -global_radius * np.ones(n), global_radius * np.ones(n), False
+        else:
+            lo, hi, proven_box = global_box(net)
+        details["box"] = {"lower": float(lo.min()), "upper": float(hi.max())}
+        if not proven_box:
+            details["warning"] = (
+                f"global constant computed over the box [{lo.min():g}, {hi.max():g}]^n; it "
+                "equals the global constant only if every linear region meets this box (not "
+                "verified for this network): as a global value it is a lower bound")
+    else:
+        lo, hi = domain.lower.ravel(), domain.upper.ravel()
+    name = choose_solver(solver)
+    n_in = weights[0].shape[1]
+    if time_limit is None and n_in > MAX_UNTIMED_INPUTS:
+        raise UnsupportedError(
+            f"mip: {n_in} inputs exceed the {MAX_UNTIMED_INPUTS} solved without a time limit "
+            "(the solve time of such programs is unpredictable, hours or more): pass "
+            "time_limit=S (--time-limit) for an anytime answer, the proven bound on time-out")
+    pre = None
+    # relu is positively homogeneous: the forward pass over the box divided by `unit` (biases
+    # too) has the same activation patterns, and its big-M constants are O(1) on large boxes
+    unit = max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
+    biases_u = [b / unit for b in biases]
+    if tighten:
+        # at most a fifth of the time limit goes to tightening the big-M constants
+        budget = TIGHTEN_SECONDS if time_limit is None else time_limit / 5
+        pre = lp_bounds(weights, biases_u, lo / unit, hi / unit, start + budget)
+    model = build_problem(weights, biases_u, norm, lo / unit, hi / unit, pre)
+    details.update(solver=name, binaries=model.binaries,
+                   unstable=[int(np.sum(s == -1)) for s in model.states])
+    if time_limit is None and model.binaries > MAX_UNTIMED_BINARIES:
+        raise UnsupportedError(
+            f"mip: {model.binaries} binary variables exceed the {MAX_UNTIMED_BINARIES} solved "
+            "without a time limit (the solve time grows exponentially with them): pass "
+            "time_limit=S (--time-limit) for an anytime answer, the proven bound on time-out, "
+            "or a smaller box")
+    scale = 1.0 + float(np.max(np.abs(np.concatenate([lo, hi]))))
+    eps = FULL_DIM_RADIUS * scale
+    best_val, best_x, best_pattern = -math.inf, None, None
+    upper = model.interval_bound
+    status, solves, rejected = "none", 0, 0
+    exact = False
+    while True:
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
+            status = "user_limit"
+            break
+        sol = solve_problem(model, name, remaining)
+        solves += 1
+        status = sol.status
+        if sol.upper is not None:
+            upper = min(upper, sol.upper * (1 + BOUND_MARGIN))
+        if sol.pattern is None:
+            break
+        radius, centre = region_ball(weights, biases, sol.pattern, lo, hi)
+        if radius > eps:
+            val = _norm(pattern_jacobian(weights, sol.pattern), norm)
+            if val > best_val:
+                best_val, best_x, best_pattern = val, centre, sol.pattern
+            exact = status == "optimal" and val >= upper * (1 - EXACT_RTOL) - MIP_ABS_GAP
+            break
+        # the solver's pattern has no full-dimensional region in the box: cut it off
+        rejected += 1
+        cut = _no_good(model, sol.pattern)
+        if cut is None or solves > MAX_RESOLVES:
+            break
+        model.cuts.append(cut)
+    if exact:
+        # cross-check the optimality claim against random points of the box
+        widest = max(W.shape[0] for W in weights)
+        count = max(1, min(SAMPLES, SAMPLE_ELEMENTS // (widest * weights[0].shape[1])))
+        X = lo + (hi - lo) * np.random.default_rng(0).random((count, lo.size))
+        sampled = sampled_norms(weights, biases, X, norm)
+        k = int(np.argmax(sampled))
+        if sampled[k] > best_val * (1 + EXACT_RTOL) + MIP_ABS_GAP:
+            exact = False
+            status = "inaccurate"
+            upper = model.interval_bound
+            details["message"] = (f"the solver's optimum {best_val:.9g} is beaten by a sampled "
+                                  f"point ({sampled[k]:.9g}); its optimality claim is not "
+                                  "trusted and the interval bound is reported")
+            best_val, best_x, best_pattern = float(sampled[k]), X[k], None
+    details.update(status=status, solves=solves, rejected_patterns=rejected,
+                   interval_bound=model.interval_bound)
+    if best_x is not None:
+        details["witness"] = {"x": best_x}
+        if best_pattern is not None:
+            details["witness"]["pattern"] = [p.astype(int) for p in best_pattern]
+        details["incumbent"] = best_val
+    certified = proven_box
+    if exact:
+        return Bound("mip", "exact", best_val, norm, certified=certified,
+                     seconds=time.perf_counter() - start, domain=domain, details=details)
+    timeout = status == "user_limit" or (time_limit is not None
+                                         and time.perf_counter() - start >= time_limit)
+    upper = max(upper, best_val)
+    return Bound("mip", "upper", upper, norm, certified=certified,
+                 status="timeout" if timeout else "inaccurate",
+                 seconds=time.perf_counter() - start, domain=domain, details=details)
