@@ -94,8 +94,8 @@ def two_layer(net: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def chebyshev_ball(G: np.ndarray, h: np.ndarray, cap: float) -> tuple[float, np.ndarray]:
-    """Largest ball (radius <= cap) inside {x : G x <= h}: (radius, centre) by one HiGHS LP;
-    radius -inf when the set is empty."""
+    """Largest ball (radius <= cap) inside {x : G x <= h}: (radius, centre) by one HiGHS LP.
+    The radius is <= 0 when the set has no interior (-inf if the LP fails)."""
     from scipy.optimize import linprog
 
     rows, n = G.shape

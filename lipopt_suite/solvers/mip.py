@@ -462,7 +462,8 @@ def pattern_jacobian(weights: list[np.ndarray], pattern: list[np.ndarray]) -> np
 def region_ball(weights: list[np.ndarray], biases: list[np.ndarray],
                 pattern: list[np.ndarray], lo: np.ndarray, hi: np.ndarray
                 ) -> tuple[float, np.ndarray]:
-    """Largest ball inside box and region of `pattern`: (radius, centre); -inf if none."""
+    """Largest ball inside box and region of `pattern`: (radius, centre); radius <= 0 when
+    they share no interior."""
     n = lo.size
     P, q = np.eye(n), np.zeros(n)
     G, h = [np.eye(n), -np.eye(n)], [hi, -lo]

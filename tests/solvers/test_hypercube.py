@@ -1,0 +1,202 @@
+"""hypercube against brute force (region enumeration, vertex enumeration), its witnesses, its
+limits, and the Max-Cut -> LIP-CST reduction."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from lipopt_suite import InputError, Network, UnsupportedError, estimate
+from lipopt_suite.cli import main
+from lipopt_suite.core.lower import batch_jacobians
+from lipopt_suite.core.patterns import max_pattern_norm
+from lipopt_suite.harness.nets import lipmip_depth, random_mlp
+from lipopt_suite.registry import METHODS, load_all
+from lipopt_suite.solvers.hypercube import (
+    lipcst_instance,
+    lipcst_report,
+    max_cut,
+    max_reachable_pattern_norm,
+)
+
+# Both sides are float64 spectral norms of the same Jacobian (error ~1e-15 relative); the
+# acceptance criterion of the exact methods is 1e-9.
+EXACT_RTOL = 1e-9
+# A gradient taken by autograd at an interior point equals the region's Jacobian up to
+# float64 rounding.
+GRADIENT_RTOL = 1e-12
+
+
+def one_hidden(seed: int) -> Network:
+    rng = np.random.default_rng(500 + seed)
+    n = int(rng.integers(2, 7))
+    # half the nets have l <= n (every pattern reachable), half l > n (regions only)
+    width = int(rng.integers(1, n + 1)) if seed % 2 else int(rng.integers(n + 1, 15))
+    return random_mlp([n, width, int(rng.integers(1, 4))], seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_equals_region_enumeration(seed):
+    net = one_hidden(seed)
+    exact = estimate(net, "regions")
+    got = estimate(net, "hypercube")
+    assert got.kind == "exact" and got.certified
+    assert got.value == pytest.approx(exact.value, rel=EXACT_RTOL)
+    width, n = net.mlp()[0][0].shape
+    assert got.details["reachable"] == ("all" if width <= n else "regions")
+
+
+def test_degenerate_neurons_equal_region_enumeration():
+    # a repeated hyperplane, a neuron with a zero row (constant) and one with a zero output
+    rng = np.random.default_rng(3)
+    W1 = rng.standard_normal((6, 3))
+    W1[1] = 2.0 * W1[0]
+    W1[4] = 0.0
+    b1 = rng.standard_normal(6)
+    b1[1] = 2.0 * b1[0]
+    W2 = rng.standard_normal((2, 6))
+    W2[:, 5] = 0.0
+    net = Network.from_mlp([W1, W2], [b1, np.zeros(2)])
+    assert estimate(net, "hypercube").value == pytest.approx(
+        estimate(net, "regions").value, rel=EXACT_RTOL)
+
+
+@pytest.mark.parametrize("width, outputs", [(12, 1), (11, 3)])
+def test_full_rank_equals_vertex_enumeration(width, outputs):
+    net = random_mlp([width, width, outputs], seed=width)
+    (M1, M2), _, _ = net.mlp()
+    brute = max_pattern_norm(M2, M1)
+    got = estimate(net, "hypercube")
+    assert got.details["reachable"] == "all"
+    assert got.value == pytest.approx(brute.lower, rel=EXACT_RTOL)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_witness_point_realises_the_value(seed):
+    net = one_hidden(seed)
+    b = estimate(net, "hypercube")
+    x = np.asarray(b.details["witness"]["x"])
+    (M1, _), (b1, _), _ = net.mlp()
+    pattern = (M1 @ x + b1 > 0).astype(int)
+    assert np.array_equal(pattern, np.asarray(b.details["witness"]["pattern"]))
+    J = batch_jacobians(net, x[None]).numpy()[0]
+    assert np.linalg.norm(J, 2) == pytest.approx(b.value, rel=GRADIENT_RTOL)
+
+
+def test_linear_network_is_its_spectral_norm():
+    W = np.random.default_rng(1).standard_normal((4, 3))
+    b = estimate(Network.from_mlp([W], [np.ones(4)]), "hypercube")
+    assert b.kind == "exact" and b.value == pytest.approx(np.linalg.norm(W, 2), rel=1e-12)
+
+
+def test_refuses_deep_and_non_relu_nets():
+    with pytest.raises(UnsupportedError, match="one-hidden-layer"):
+        estimate(lipmip_depth(2), "hypercube")
+    with pytest.raises(UnsupportedError):
+        estimate(random_mlp([3, 4, 1], activation="tanh"), "hypercube")
+    with pytest.raises(UnsupportedError):
+        estimate(random_mlp([3, 4, 1]), "hypercube", norm="inf")
+
+
+def test_oversized_request_is_refused_or_bounded():
+    net = random_mlp([60, 60, 1], seed=0)
+    with pytest.raises(UnsupportedError, match="time_limit"):
+        estimate(net, "hypercube")
+    start = time.perf_counter()
+    b = estimate(net, "hypercube", time_limit=1.0)
+    assert time.perf_counter() - start < 10
+    assert b.kind == "upper" and b.status == "timeout" and b.certified
+    # the proven bound is at least the incumbent and any gradient norm
+    (M1, M2), (b1, _), _ = net.mlp()
+    X = np.random.default_rng(0).standard_normal((200, 60))
+    gates = (M1 @ X.T + b1[:, None]) > 0
+    grads = np.linalg.norm(M1.T @ (gates * M2.T), axis=0)
+    assert b.value >= b.details["incumbent"] >= grads.max() * (1 - EXACT_RTOL)
+
+
+def test_many_neurons_in_low_dimension_are_exact():
+    # 60 hyperplanes in the plane cut at most 1 + 60 + 1770 regions: no refusal
+    net = random_mlp([2, 60, 1], seed=2)
+    b = estimate(net, "hypercube")
+    assert b.kind == "exact" and b.details["reachable"] == "regions"
+    X = np.random.default_rng(0).standard_normal((2000, 2)) * 3
+    sampled = np.linalg.norm(batch_jacobians(net, X).numpy()[:, 0], axis=1).max()
+    assert sampled <= b.value * (1 + EXACT_RTOL)
+
+
+def test_time_limited_bound_is_above_the_exact_value():
+    (M1, M2), (b1, _), _ = random_mlp([18, 18, 2], seed=4).mlp()
+    exact = max_reachable_pattern_norm(M1, b1, M2)
+    early = max_reachable_pattern_norm(M1, b1, M2, time_limit=1e-4)
+    assert exact.complete and not early.complete
+    assert early.upper >= exact.lower * (1 - EXACT_RTOL)
+    assert early.lower <= exact.lower * (1 + EXACT_RTOL)
+
+
+# ------------------------------------------------------------------------ LIP-CST
+def cut_by_networkx(graph: nx.Graph) -> float:
+    nodes = sorted(graph.nodes())
+    best = 0.0
+    for r in range(len(nodes) + 1):
+        for side in itertools.combinations(nodes, r):
+            best = max(best, nx.cut_size(graph, side, weight="weight"))
+    return best
+
+
+@pytest.mark.parametrize("nodes, p, seed, weighted", [
+    (5, 0.5, 0, False), (6, 0.3, 1, False), (7, 0.7, 2, True), (8, 0.5, 3, False),
+    (9, 0.4, 4, True), (10, 0.5, 5, False), (10, 0.9, 6, True), (11, 0.2, 7, False),
+    (12, 0.5, 8, False), (12, 0.6, 9, True), (4, 0.0, 10, False)])
+def test_floor_of_squared_constant_is_max_cut(nodes, p, seed, weighted):
+    rep = lipcst_report(nodes, p, seed, weighted=weighted)
+    assert rep["lipschitz_kind"] == "exact"
+    assert rep["check"] and rep["floor_lipschitz_squared"] == rep["max_cut"]
+    _, graph = lipcst_instance(nodes, p, seed, weighted)
+    if nodes <= 10:
+        assert rep["max_cut"] == cut_by_networkx(graph)
+    # the perturbation I/(2n) adds |s|/(2n) in (0, 1/2]
+    assert 0 < rep["lipschitz_squared"] - rep["max_cut"] <= 0.5 + 1e-12
+
+
+def test_lipcst_network_gradient_is_C_transpose_s():
+    net, graph = lipcst_instance(6, 0.5, 1)
+    (C, _), _, _ = net.mlp()
+    lap = nx.laplacian_matrix(graph, nodelist=range(6)).toarray()
+    assert np.allclose(C @ C.T, lap + np.eye(6) / 12, atol=1e-12)
+    cut, side = max_cut(graph)
+    assert side @ lap @ side == pytest.approx(cut)
+
+
+def test_lipsdp_is_compared_when_registered(monkeypatch):
+    load_all()
+    if "lipsdp-neuron" in METHODS:
+        rep = lipcst_report(6, 0.5, 2)
+        assert rep["lipsdp"]["ratio"] >= 1 - 1e-6  # an upper bound over the exact value
+    monkeypatch.delitem(METHODS, "lipsdp-neuron", raising=False)
+    rep = lipcst_report(6, 0.5, 2)
+    assert rep["lipsdp"]["status"] == "unavailable" and rep["check"]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"nodes": 1}, "between 2"),
+                                           ({"nodes": 40}, "brute force"),
+                                           ({"nodes": 5, "p": 1.5}, "probability")])
+def test_bad_lipcst_input(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        lipcst_report(**kwargs)
+
+
+def test_cli_lipcst(capsys):
+    assert main(["lipcst", "--nodes", "7", "--p", "0.5", "--seed", "3", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["check"] and rep["floor_lipschitz_squared"] == rep["max_cut"]
+    assert math.isclose(rep["lipschitz"] ** 2, rep["lipschitz_squared"])
+    assert main(["lipcst", "--nodes", "6"]) == 0
+    assert "max-cut" in capsys.readouterr().out
+    assert main(["lipcst", "--nodes", "0"]) == 2
+    assert "between 2" in capsys.readouterr().err
