@@ -524,9 +524,9 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
 
     Reference: Jordan & Dimakis, "Exactly computing the local Lipschitz constant of ReLU
     networks", NeurIPS 2020 (lipMIP). Idea: ReLU forward pass and the Jacobian-vector product
-    through the same binaries (big-M from interval bounds over the box), the output norm by
-    binaries; solved with SCIP when installed, else HiGHS (`solver=` forces any installed
-    cvxpy MIP solver).
+    through the same binaries (big-M from interval bounds over the box, tightened by LP when
+    `tighten`), the l1 norm by sign binaries; solved with SCIP when installed, else HiGHS
+    (`solver=` forces any installed cvxpy MIP solver).
     Global constant: computed over a box. A ReLU net's global constant equals its constant
     over a box only if every linear region meets the box. The default box is centred at 0
     with half-width 2 (1 + r), r the largest |coordinate| of a vertex of the first layer's
@@ -535,8 +535,9 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
     certified as global and details["warning"] says so. With a box domain the value is the
     local constant over the box.
     Without a time limit, programs with more than 200 binaries or 64 inputs are refused.
-    Guarantee: exact when the solver proves optimality and the optimal pattern's region is
-    verified to meet the box (witness x inside it); otherwise (time limit, solver trouble)
+    Guarantee: exact when the solver proves optimality, the optimal pattern's region is
+    verified to meet the box (witness x inside it) and no sampled point of the box beats it;
+    otherwise (time limit, solver trouble)
     kind "upper" with the solver's proven bound (or the interval bound), the incumbent and
     its witness in details.
     """
