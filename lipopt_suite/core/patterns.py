@@ -54,6 +54,33 @@ def pattern_norm(A: torch.Tensor, B: torch.Tensor, s: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm((A * s) @ B, ord=2))
 
 
+def screened_max_norm(M: np.ndarray | torch.Tensor, best: float) -> tuple[float, int, int]:
+    """The largest ||M[p]||_2 over a batch (P, m, n) if it beats `best`.
+
+    Returns (value, index, exact evaluations), with index -1 when nothing beats `best`.
+    The screen lambda_max(G) <= ||G^2||_F^(1/2) (G the smaller Gram matrix) rules out most
+    matrices with two small products; the others get an exact Hermitian eigenvalue.
+    """
+    M = as_tensor(M)
+    if min(M.shape[1:]) == 1:
+        vals = torch.linalg.vector_norm(M, dim=(1, 2))
+        k = int(torch.argmax(vals))
+        return (float(vals[k]), k, M.shape[0]) if float(vals[k]) > best else (best, -1,
+                                                                               M.shape[0])
+    G = M @ M.mT if M.shape[1] <= M.shape[2] else M.mT @ M
+    tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
+    Gs = G / tr[:, None, None]
+    screen = (torch.linalg.matrix_norm(Gs @ Gs).clamp_min(0).sqrt() * tr).sqrt()
+    cand = torch.nonzero(screen * (1 + SCREEN_SLACK) >= best).reshape(-1)
+    if cand.numel() == 0:
+        return best, -1, 0
+    sig = torch.linalg.eigvalsh(G[cand])[:, -1].clamp_min(0).sqrt()
+    k = int(torch.argmax(sig))
+    if float(sig[k]) > best:
+        return float(sig[k]), int(cand[k]), cand.numel()
+    return best, -1, cand.numel()
+
+
 def greedy_pattern_norm(A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor,
                         alpha: float = 0.0, beta: float = 1.0, *, starts: int = 8,
                         max_rounds: int = 200, seed: int = 0) -> tuple[float, np.ndarray]:
@@ -106,7 +133,6 @@ def max_pattern_norm(A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor,
     A_lo, B_lo = A[:, high:], B[high:]
     M_lo = torch.einsum("ij,pj,jk->pik", A_lo, d * lo_bits, B_lo)
     A_hi, B_hi = A[:, :high], B[:high]
-    small_left = A.shape[0] <= B.shape[1]
     evaluated = 0
     complete = True
     for h in range(2 ** high):
@@ -115,21 +141,11 @@ def max_pattern_norm(A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor,
             break
         hbits = torch.tensor([(h >> j) & 1 for j in range(high)], dtype=torch.float64)
         M_hi = base + (A_hi * (d * hbits)) @ B_hi
-        M = M_hi + M_lo
-        G = M @ M.mT if small_left else M.mT @ M
-        tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-        Gs = G / tr[:, None, None]
-        # sigma^2 = lambda_max(G) <= ||G^2||_F^(1/2)
-        screen = (torch.linalg.matrix_norm(Gs @ Gs).clamp_min(0).sqrt() * tr).sqrt()
-        cand = torch.nonzero(screen * (1 + SCREEN_SLACK) >= best).reshape(-1)
-        if cand.numel() == 0:
-            continue
-        sig = torch.linalg.eigvalsh(G[cand])[:, -1].clamp_min(0).sqrt()
-        evaluated += cand.numel()
-        k = int(torch.argmax(sig))
-        if float(sig[k]) > best:
-            best = float(sig[k])
-            best_s = alpha + d * torch.cat([hbits, lo_bits[int(cand[k])]])
+        val, k, count = screened_max_norm(M_hi + M_lo, best)
+        evaluated += count
+        if k >= 0:
+            best = val
+            best_s = alpha + d * torch.cat([hbits, lo_bits[k]])
     upper = best * (1 + EXACT_MARGIN)
     if not complete:
         top = max(abs(alpha), abs(beta))

@@ -172,20 +172,10 @@ def _bits(k: int) -> np.ndarray:
 
 def _block_max(V: np.ndarray, best: float) -> tuple[float, int]:
     """Largest ||V[p]||_2 over a batch if it can beat `best`: (value, index) or (-1, -1)."""
-    P, m, n = V.shape
-    if min(m, n) == 1:
-        vals = np.sqrt(np.einsum("pij,pij->p", V, V))
-        k = int(np.argmax(vals))
-        return (float(vals[k]), k) if vals[k] > best else (-1.0, -1)
-    G = V @ V.transpose(0, 2, 1) if m <= n else V.transpose(0, 2, 1) @ V
-    # sigma^2 = lambda_max(G) <= ||G^2||_F^(1/2)
-    screen = np.sqrt(np.sqrt(np.linalg.norm(G @ G, axis=(1, 2))))
-    cand = np.nonzero(screen * (1 + BOUND_MARGIN) >= best)[0]
-    if cand.size == 0:
-        return -1.0, -1
-    vals = np.sqrt(np.clip(np.linalg.eigvalsh(G[cand])[:, -1], 0, None))
-    k = int(np.argmax(vals))
-    return (float(vals[k]), int(cand[k])) if vals[k] > best else (-1.0, -1)
+    from ..core.patterns import screened_max_norm
+
+    val, idx, _ = screened_max_norm(V, best * (1 - BOUND_MARGIN) if best > 0 else best)
+    return (val, idx) if idx >= 0 and val > best else (-1.0, -1)
 
 
 def _norm2(M: np.ndarray) -> float:
