@@ -572,25 +572,19 @@ PRESETS: dict[str, Preset] = {
 
 
 def _restrict(preset: Preset) -> Preset:
-    """Keep seqlip, grid and regions only on the problems of RESTRICTED, where they do not
-    refuse (hidden widths, input dimension, number of hidden units)."""
+    """Keep seqlip, grid and regions only on the problems of RESTRICTED (names or families),
+    where they do not refuse (hidden widths, input dimension, number of hidden units)."""
     parts: list[Part] = []
     for part in preset.parts:
         plain = tuple(m for m in part.methods if m not in RESTRICTED)
         parts.append(Part(part.problems, plain, part.options))
         for m, ok in RESTRICTED.items():
             if m in part.methods:
-                keep = tuple(x for x in part.problems if x in ok)
-                keep += tuple(x for x in ok if x not in keep and _within(x, part.problems))
+                keep = tuple(p.name for p in SUITE if part.matches(p)
+                             and (p.name in ok or p.family in ok))
                 if keep:
                     parts.append(Part(keep, (m,), part.options))
     return dataclasses.replace(preset, parts=tuple(parts))
-
-
-def _within(name: str, selectors: tuple[str, ...]) -> bool:
-    """Whether problem `name` belongs to one of the families in `selectors`."""
-    family = next((p.family for p in SUITE if p.name == name), None)
-    return family in selectors
 
 
 PRESETS = {name: _restrict(p) for name, p in PRESETS.items()}

@@ -450,7 +450,7 @@ def _figure() -> tuple[Any, Any]:
 
 def _style(kind: str) -> dict[str, Any]:
     return {"upper": {"linestyle": "-", "marker": "o"},
-            "exact": {"linestyle": "-", "marker": "s", "color": "black", "linewidth": 2.2},
+            "exact": {"linestyle": "-", "marker": "s", "linewidth": 2.4, "markersize": 7},
             "lower": {"linestyle": "--", "marker": "v"},
             "estimate": {"linestyle": ":", "marker": "x"}}.get(kind, {})
 
@@ -463,14 +463,28 @@ def _save(fig: Any, ax: Any, path: Path) -> Path:
     return path
 
 
+def _series_groups(a: Analysis) -> dict[tuple[str, str], list[Group]]:
+    """Per (series, norm), one group per problem: the global one, or for a problem measured
+    on a domain, the group of its smallest radius (it also holds the global upper bounds)."""
+    chosen: dict[tuple[str, str, str], Group] = {}
+    for g in a.groups:
+        if not g.series or g.x is None:
+            continue
+        key = (g.series, g.norm, g.problem)
+        old = chosen.get(key)
+        if old is None or (old.radius is None and g.radius is not None) or (
+                g.radius is not None and old.radius is not None and g.radius < old.radius):
+            chosen[key] = g
+    out: dict[tuple[str, str], list[Group]] = {}
+    for (series, norm, _), g in chosen.items():
+        out.setdefault((series, norm), []).append(g)
+    return out
+
+
 def plot_depth(a: Analysis, out: Path) -> list[Path]:
     """Bound vs position in the series (depth, width), log scale, one line per method."""
-    series: dict[tuple[str, str], list[Group]] = {}
-    for g in a.groups:
-        if g.series and g.radius is None and g.x is not None:
-            series.setdefault((g.series, g.norm), []).append(g)
     paths = []
-    for (name, norm), groups in sorted(series.items()):
+    for (name, norm), groups in sorted(_series_groups(a).items()):
         if len({g.x for g in groups}) < 2:
             continue
         fig, ax = _figure()
@@ -483,7 +497,9 @@ def plot_depth(a: Analysis, out: Path) -> list[Path]:
         ax.set_yscale("log")
         ax.set_xlabel(SERIES_AXIS.get(name, "position in series"))
         ax.set_ylabel(f"Lipschitz bound (l{norm})")
-        ax.set_title(f"{name}: bounds vs depth")
+        radii = sorted({g.radius for g in groups if g.radius is not None})
+        where = "" if not radii else f" (local: domain radius {radii[0]:g})"
+        ax.set_title(f"{name}: bounds along the series{where}")
         paths.append(_save(fig, ax, out / f"depth_{name}_l{norm}.png"))
     return paths
 
