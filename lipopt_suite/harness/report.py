@@ -35,6 +35,9 @@ QUANTITY_ORDER = {"anchored": 0, "local": 1, "global": 2}
 # they coincide mathematically (an exact value equal to a product bound); a crossing is
 # flagged only beyond this relative margin.
 VIOLATION_RTOL = 1e-6
+# values this close (relative) count as equal when ranking: the same constant computed by
+# two exact methods differs by round-off only
+TIE_RTOL = 1e-9
 USABLE_STATUS = ("ok", "timeout", "inaccurate")
 REFUSALS = ("InputError", "UnsupportedError", "SolverUnavailableError")
 KNOWN = "(guaranteed)"  # pseudo-method for a bound guaranteed by construction
@@ -213,7 +216,9 @@ def _rank_group(g: Group) -> None:
                     key=lambda r: -r.value)
     for side in (uppers, lowers):
         for i, r in enumerate(side):
-            r.rank = i + 1
+            prev = side[i - 1] if i else None
+            tie = prev is not None and abs(r.value - prev.value) <= TIE_RTOL * abs(prev.value)
+            r.rank = prev.rank if tie else i + 1  # equal values share a rank
     order = {"upper": 0, "exact": 1, "lower": 2, "estimate": 3}
 
     def sort_key(r: Row) -> tuple:

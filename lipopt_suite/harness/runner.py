@@ -465,6 +465,8 @@ class Store:
             os.close(self._fd)
             self._fd = None
         if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self.dir / ".lock").unlink()  # still held: no other run can be using it
             self._lock.close()
             self._lock = None
 

@@ -92,6 +92,10 @@ def test_ratios_ranks_and_geometric_means() -> None:
         "autolip", "frob", "grid", "data"]  # uppers ascending, then lowers descending
     assert g["b"]["regions"].rank == 1 and g["b"]["frob"].rank == 2
     assert a.ranking["autolip"]["mean_rank"] == (1 + 3) / 2
+    tied = analyse([rec("regions", "exact", 1.0), rec("mip", "exact", 1.0 + 1e-12),
+                    rec("autolip", "upper", 2.0)])
+    assert {r.method: r.rank for r in tied.groups[0].rows} == {
+        "regions": 1, "mip": 1, "autolip": 3}
     assert a.ranking["frob"]["geomean_ratio"] == pytest.approx((8 * 2) ** 0.5)
     assert a.ranking["grid"]["geomean_ratio"] == pytest.approx((1 * 0.5) ** 0.5)
 
