@@ -31,8 +31,8 @@ def _cpu_batch(root: Path, count: int) -> list[str]:
 
     problems = []
     for k in range(count):
-        save(random_mlp([2, 16, 16, 1], seed=100 + k), root / f"cpu{k}.npz")
-        problems.append(Problem(f"cpu{k}", f"cpu{k}.npz", "bench", "random MLP 2-16-16-1",
+        save(random_mlp([2, 16, 16, 16, 1], seed=100 + k), root / f"cpu{k}.npz")
+        problems.append(Problem(f"cpu{k}", f"cpu{k}.npz", "bench", "random MLP 2-16-16-16-1",
                                 ("2",)))
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.toml").write_text(manifest_text(problems))
