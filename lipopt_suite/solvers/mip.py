@@ -531,9 +531,10 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
     over a box only if every linear region meets the box. The default box is centred at 0
     with half-width 2 (1 + r), r the largest |coordinate| of a vertex of the first layer's
     hyperplane arrangement (`global_radius=` overrides it): for one hidden layer every region
-    meets it (proven, certified); for deeper nets it is a heuristic, the result is not
-    certified as global and details["warning"] says so. With a box domain the value is the
-    local constant over the box.
+    meets it (proven, certified); for deeper nets it is a heuristic, so the result is
+    returned as kind "lower" (the best region found is a certified lower bound on the global
+    constant; the box's exact value and proven bound are in details). With a box domain the
+    value is the local constant over the box.
     Without a time limit, programs with more than 200 binaries or 64 inputs are refused.
     Guarantee: exact when the solver proves optimality, the optimal pattern's region is
     verified to meet the box (witness x inside it) and no sampled point of the box beats it;
@@ -560,7 +561,7 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
             details["warning"] = (
                 f"global constant computed over the box [{lo.min():g}, {hi.max():g}]^n; it "
                 "equals the global constant only if every linear region meets this box (not "
-                "verified for this network): as a global value it is a lower bound")
+                "verified for this network): it is reported as a lower bound")
     else:
         lo, hi = domain.lower.ravel(), domain.upper.ravel()
     name = choose_solver(solver)
@@ -641,13 +642,22 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
         if best_pattern is not None:
             details["witness"]["pattern"] = [p.astype(int) for p in best_pattern]
         details["incumbent"] = best_val
-    certified = proven_box
-    if exact:
-        return Bound("mip", "exact", best_val, norm, certified=certified,
-                     seconds=time.perf_counter() - start, domain=domain, details=details)
     timeout = status == "user_limit" or (time_limit is not None
                                          and time.perf_counter() - start >= time_limit)
+    if not proven_box:
+        # over a box that may miss regions, the box's constant (or its proven bound) says
+        # nothing above the global constant; the best region found is a certified lower
+        # bound on it (its Jacobian is attained inside a full-dimensional region)
+        details["box_upper_bound"] = max(upper, best_val)
+        details["exact_over_box"] = bool(exact)
+        found = best_x is not None and math.isfinite(best_val)
+        return Bound("mip", "lower", best_val if found else 0.0, norm, certified=found,
+                     status="ok" if exact else ("timeout" if timeout else "inaccurate"),
+                     seconds=time.perf_counter() - start, domain=domain, details=details)
+    if exact:
+        return Bound("mip", "exact", best_val, norm, certified=True,
+                     seconds=time.perf_counter() - start, domain=domain, details=details)
     upper = max(upper, best_val)
-    return Bound("mip", "upper", upper, norm, certified=certified,
+    return Bound("mip", "upper", upper, norm, certified=True,
                  status="timeout" if timeout else "inaccurate",
                  seconds=time.perf_counter() - start, domain=domain, details=details)
