@@ -480,12 +480,15 @@ def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
     s = jacobian_norms(batch_jacobians(net, P, device=device), norm).cpu().numpy().reshape(
         int(batches), -1)
     maxima = s.max(1)
+    top = float(maxima.max())
     try:
         shape, loc, scale = weibull_max.fit(maxima)
-        value = float(loc) if math.isfinite(loc) else float(maxima.max())
+        value = float(loc) if math.isfinite(loc) else top
     except Exception:  # noqa: BLE001 - the fit can fail on degenerate samples
-        value = float(maxima.max())
-    value = max(value, float(maxima.max()))
+        value = top
+    # a fit extrapolating beyond the spread of the observed maxima is not trusted (on flat,
+    # piecewise-constant ReLU gradients it can run off by orders of magnitude)
+    value = min(max(value, top), top + (top - float(maxima.min())))
     return Bound("clever", "estimate", value, norm, domain=domain,
                  details={"sample_max": float(maxima.max()), "samples": int(P.shape[0])})
 
