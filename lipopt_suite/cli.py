@@ -116,6 +116,8 @@ def _methods(args: argparse.Namespace) -> int:
         flags = []
         if m.relu_only:
             flags.append("relu")
+        elif m.activations:
+            flags.append("/".join(m.activations))
         if m.mlp_only:
             flags.append("mlp")
         if m.domain == "required":

@@ -95,28 +95,33 @@ class _Stop(Exception):
     """A limit (regions or time) was reached."""
 
 
-def _check_net(net: Network) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+def _check_net(net: Network, max_input_dim: int = MAX_INPUT_DIM,
+               max_hidden_units: int = MAX_HIDDEN_UNITS
+               ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
     weights, biases, acts = net.mlp()
     if not net.is_piecewise_linear:
         raise UnsupportedError("regions needs a ReLU or leaky-ReLU MLP (piecewise linear)")
     n = weights[0].shape[1]
     hidden = sum(W.shape[0] for W in weights[:-1])
-    if n > MAX_INPUT_DIM or hidden > MAX_HIDDEN_UNITS:
+    if n > max_input_dim or hidden > max_hidden_units:
         raise UnsupportedError(
             f"regions: input dimension {n} and {hidden} hidden units may give up to "
             f"sum_(k<={n}) C({hidden}, k) linear regions; enumeration is limited to input "
-            f"dimension <= {MAX_INPUT_DIM} and <= {MAX_HIDDEN_UNITS} hidden units (use mip for "
-            "p = inf/1, or upper and lower bounds)")
+            f"dimension <= {max_input_dim} and <= {max_hidden_units} hidden units (raise "
+            "max_input_dim / max_hidden_units with a time limit, use mip for p = inf/1, or "
+            "upper and lower bounds)")
     negative = [a.slopes[0] if a.name == "leaky_relu" else 0.0 for a in acts]
     return weights, biases, negative
 
 
 def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
                       upper: np.ndarray | None = None, max_regions: int = MAX_REGIONS,
-                      time_limit: float | None = None, seed: int = 0) -> RegionSet:
+                      time_limit: float | None = None, seed: int = 0,
+                      max_input_dim: int = MAX_INPUT_DIM,
+                      max_hidden_units: int = MAX_HIDDEN_UNITS) -> RegionSet:
     """Every full-dimensional linear region of a piecewise-linear MLP (meeting the box
     [lower, upper] if given). `complete` is False if a limit stopped the enumeration."""
-    weights, biases, negative = _check_net(net)
+    weights, biases, negative = _check_net(net, max_input_dim, max_hidden_units)
     start = time.perf_counter()
     n = weights[0].shape[1]
     rng = np.random.default_rng(seed)
@@ -199,6 +204,7 @@ def region_norms(regions: list[Region], norm: str) -> np.ndarray:
         summary="exact: max ||J|| over every full-dimensional linear region (tiny nets)")
 def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
             max_regions: int = MAX_REGIONS, time_limit: float | None = None,
+            max_input_dim: int = MAX_INPUT_DIM, max_hidden_units: int = MAX_HIDDEN_UNITS,
             **options: Any) -> Bound:
     """Exact constant of a small ReLU/leaky-ReLU MLP, globally or over a box.
 
@@ -215,7 +221,8 @@ def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
     rs = net._cache.get(key)
     if rs is None:
         rs = enumerate_regions(net, lower=lo, upper=hi, max_regions=max_regions,
-                               time_limit=time_limit)
+                               time_limit=time_limit, max_input_dim=max_input_dim,
+                               max_hidden_units=max_hidden_units)
         if rs.complete:  # the same regions serve every norm
             net._cache[key] = rs
     norms = region_norms(rs.regions, norm)
