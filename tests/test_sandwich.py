@@ -24,7 +24,7 @@ FAST = {"annealing": {"maxfun": 60}, "random": {"samples": 200},
 SEEDS = range(32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_net(seed: int) -> Network:
     """One network object per seed, so both norms reuse its cached region enumeration."""
     rng = np.random.default_rng(1000 + seed)

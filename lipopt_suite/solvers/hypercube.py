@@ -33,6 +33,7 @@ from ..bound import Bound, Domain
 from ..errors import InputError, UnsupportedError
 from ..network import Network
 from ..registry import method
+from .regions import FULL_DIM_RADIUS, STRICT_MARGIN  # one criterion of full dimension
 
 # Without a time limit, requests whose pattern count exceeds these are refused. Measured on 2
 # shared cores: ~1.5e7 patterns/s when M2 or M1 is a vector (2^28 in ~17 s), ~1.5e6/s for
@@ -48,11 +49,6 @@ LEAF_ELEMENTS = 2**22
 # Pruning and the proven bounds carry this relative slack for float64 rounding (spectral
 # norms and Gram eigenvalues are backward stable, error ~ 1e-15 relative at these sizes).
 BOUND_MARGIN = 1e-9
-# A region counts as full-dimensional when it holds a ball of radius above
-# FULL_DIM_RADIUS * (1 + scale) (as in solvers/regions.py); interior points must clear a
-# hyperplane by STRICT_MARGIN (relative).
-FULL_DIM_RADIUS = 1e-9
-STRICT_MARGIN = 1e-10
 SAMPLES = 2048
 # A neuron whose weight row or output column is this small (relative) is treated as constant.
 ZERO_ROW = 1e-14

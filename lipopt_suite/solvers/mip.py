@@ -33,6 +33,7 @@ from ..errors import InputError, SolverUnavailableError, UnsupportedError
 from ..network import Network
 from ..registry import method
 from .hypercube import chebyshev_ball
+from .regions import FULL_DIM_RADIUS  # one criterion of full dimension
 
 # The solver's relative and absolute optimality gaps, and the agreement required between the
 # recomputed value of its pattern and its proven bound before the answer is called exact
@@ -42,9 +43,6 @@ MIP_ABS_GAP = 1e-10
 EXACT_RTOL = 1e-6
 # Solves after cutting off patterns whose region misses the box (tolerance artefacts).
 MAX_RESOLVES = 5
-# A region counts as meeting the box when box and region hold a common ball of radius above
-# FULL_DIM_RADIUS * (1 + scale) (the criterion of solvers/regions.py).
-FULL_DIM_RADIUS = 1e-9
 # Seconds spent at most on LP-tightening the big-M constants when there is no time limit.
 TIGHTEN_SECONDS = 30.0
 # LP-tightened pre-activation bounds are widened by this much (relative) so that LP solver
