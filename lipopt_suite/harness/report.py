@@ -10,9 +10,10 @@ is flagged at the top of table.md. The quantities are ordered anchored <= local 
 bound of its problem, domain and norm; a lower bound on the constant over the set need not
 sit below an anchored upper bound. Estimates are shown and never flagged.
 
-Writes table.md, table.csv, table.json, table.tex, ranking.md, PNG plots (bound vs depth
-per series, bound vs time, bound vs radius) and, for the scaman2018 family, scaman2018.md
-with the published table beside ours.
+Writes table.md, summary.md (one line per problem: tightest upper, exact, best lower),
+table.csv, table.json, table.tex, ranking.md, PNG plots (bound vs depth per series, bound vs
+time, bound vs radius) and, for the scaman2018 family, scaman2018.md with the published
+table beside ours.
 """
 
 from __future__ import annotations
@@ -337,6 +338,51 @@ def markdown(a: Analysis, title: str) -> str:
     return "\n".join(lines)
 
 
+def _best(rows: Sequence[Row], kinds: tuple[str, ...], *, low: bool,
+          max_quantity: str = "global") -> Row | None:
+    q = QUANTITY_ORDER[max_quantity]
+    pool = [r for r in rows if r.sound and r.kind in kinds and r.method != KNOWN
+            and QUANTITY_ORDER[r.quantity] <= q]
+    if not pool:
+        return None
+    return max(pool, key=lambda r: r.value) if low else min(pool, key=lambda r: r.value)
+
+
+def glance_markdown(a: Analysis, title: str) -> str:
+    """One line per problem, norm and domain: the tightest certified upper bound, the exact
+    value if known, the best certified lower bound, and how far apart they are."""
+    head = ["problem", "norm", "domain", "tightest certified upper", "exact",
+            "best certified lower", "upper / lower", "AutoLip / lower"]
+    body = []
+    for g in a.groups:
+        rows = [r for r in g.rows if not (g.radius is not None and r.radius is None)
+                or r.kind in ("upper", "exact")]
+        up = _best(rows, ("upper",), low=False)
+        ex = _best(rows, ("exact",), low=True)
+        lo = _best(rows, ("lower", "exact"), low=True,
+                   max_quantity=up.quantity if up else "global")
+        auto = next((r for r in rows if r.method == "autolip" and r.sound), None)
+        if not (up or lo):
+            continue
+
+        def named(r: Row | None) -> str:
+            return f"{fmt(r.value)} ({r.method})" if r else "—"
+
+        def ratio(r: Row | None) -> str:
+            return fmt(r.value / lo.value, 3) if r and lo and lo.value > 0 else "—"
+
+        body.append([g.problem, g.norm, "global" if g.radius is None else f"r={g.radius:g}",
+                     named(up), fmt(ex.value) if ex else "", named(lo), ratio(up),
+                     ratio(auto)])
+    lines = [f"# {title}: at a glance", "",
+             "Per problem: the tightest certified upper bound, the exact constant where an "
+             "exact method finished, the best certified lower bound (an exact value counts "
+             "as one), and the ratios of the tightest upper bound and of AutoLip to that "
+             "lower bound (1 = the constant is pinned down). Every method and time: table.md.",
+             ""]
+    return "\n".join(lines + _md_table(head, body)) + "\n"
+
+
 def ranking_markdown(a: Analysis) -> str:
     lines = ["# Ranking across problems", "",
              "Mean rank: upper bounds ranked ascending among the upper bounds and exact values "
@@ -588,7 +634,7 @@ def write_report(out: str | Path, *, plots: bool = True) -> list[Path]:
     title = f"Results: {out.name}"
     written = []
     for name, text in (("table.md", markdown(a, title)), ("ranking.md", ranking_markdown(a)),
-                       ("table.tex", latex(a))):
+                       ("summary.md", glance_markdown(a, title)), ("table.tex", latex(a))):
         (out / name).write_text(text if text.endswith("\n") else text + "\n")
         written.append(out / name)
     write_csv(a, out / "table.csv")

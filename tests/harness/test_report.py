@@ -112,8 +112,8 @@ def test_write_report_produces_every_file(tmp_path: Path) -> None:
     store.append(rec("data", "lower", 50.0, problem="d2", family="toy", series="toy", x=2))
     store.close()
     written = {p.name for p in write_report(tmp_path)}
-    for name in ("table.md", "table.csv", "table.tex", "table.json", "ranking.md",
-                 "time.png", "depth_toy_l2.png", "radius_d2_l2.png"):
+    for name in ("table.md", "summary.md", "table.csv", "table.tex", "table.json",
+                 "ranking.md", "time.png", "depth_toy_l2.png", "radius_d2_l2.png"):
         assert name in written and (tmp_path / name).stat().st_size > 0
     table = (tmp_path / "table.md").read_text()
     first = next(line for line in table.splitlines()[1:] if line.strip())
@@ -127,3 +127,21 @@ def test_write_report_produces_every_file(tmp_path: Path) -> None:
 def test_report_cli_on_a_directory_without_records(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path)]) == 2
     assert "records.jsonl" in capsys.readouterr().err
+
+
+def test_summary_pairs_the_tightest_upper_with_the_best_admissible_lower(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for r in (rec("autolip", "upper", 8.0), rec("lipsdp-neuron", "upper", 4.0),
+              rec("clever", "estimate", 1.0, certified=False),
+              rec("grid", "lower", 3.0, certified=False),  # uncertified: not used
+              rec("data", "lower", 2.0),
+              rec("local", "upper", 2.5, radius=0.1, quantity="anchored"),
+              rec("mip", "lower", 2.8, radius=0.1, quantity="local"),  # not <= anchored
+              rec("random", "lower", 2.4, radius=0.1, quantity="anchored")):
+        store.append(r)
+    store.close()
+    write_report(tmp_path, plots=False)
+    lines = [x for x in (tmp_path / "summary.md").read_text().splitlines()
+             if x.startswith("| p |")]
+    assert lines[0] == ("| p | 2 | global | 4 (lipsdp-neuron) |  | 2 (data) | 2 | 4 |")
+    assert lines[1] == ("| p | 2 | r=0.1 | 2.5 (local) |  | 2.4 (random) | 1.04 | 3.33 |")
