@@ -348,6 +348,14 @@ def _best(rows: Sequence[Row], kinds: tuple[str, ...], *, low: bool,
     return max(pool, key=lambda r: r.value) if low else min(pool, key=lambda r: r.value)
 
 
+def _named(r: Row | None) -> str:
+    return f"{fmt(r.value)} ({r.method})" if r else "—"
+
+
+def _ratio(r: Row | None, ref: Row | None) -> str:
+    return fmt(r.value / ref.value, 3) if r and ref and ref.value > 0 else "—"
+
+
 def glance_markdown(a: Analysis, title: str) -> str:
     """One line per problem, norm and domain: the tightest certified upper bound, the exact
     value if known, the best certified lower bound, and how far apart they are."""
@@ -364,16 +372,9 @@ def glance_markdown(a: Analysis, title: str) -> str:
         auto = next((r for r in rows if r.method == "autolip" and r.sound), None)
         if not (up or lo):
             continue
-
-        def named(r: Row | None) -> str:
-            return f"{fmt(r.value)} ({r.method})" if r else "—"
-
-        def ratio(r: Row | None) -> str:
-            return fmt(r.value / lo.value, 3) if r and lo and lo.value > 0 else "—"
-
         body.append([g.problem, g.norm, "global" if g.radius is None else f"r={g.radius:g}",
-                     named(up), fmt(ex.value) if ex else "", named(lo), ratio(up),
-                     ratio(auto)])
+                     _named(up), fmt(ex.value) if ex else "", _named(lo), _ratio(up, lo),
+                     _ratio(auto, lo)])
     lines = [f"# {title}: at a glance", "",
              "Per problem: the tightest certified upper bound, the exact constant where an "
              "exact method finished, the best certified lower bound (an exact value counts "
