@@ -97,17 +97,20 @@ def run(quick: bool) -> dict[str, Any]:
         "baselines": {k: {"value": v.get("value"), "seconds": v["seconds"]}
                       for k, v in baseline.items()},
     }
-    # chordal vs monolithic at one depth (monolithic may hit the budget: then the ratio is
+    # chordal vs monolithic at one depth (monolithic may hit its budget: then the ratio is
     # a lower bound)
+    # the monolithic solve gets three times the budget, so that a ratio of 3 can be seen
     depth, budget = (4, 120.0) if quick else (10, 300.0)
     sizes = [2] + [WIDTH] * depth + [2]
     chordal = _run(sizes, "lipsdp-neuron", {"chordal": True}, budget)
-    mono = _run(sizes, "lipsdp-neuron", {}, budget)
+    mono = _run(sizes, "lipsdp-neuron", {}, 3 * budget)
     ratio = mono["seconds"] / chordal["seconds"] if chordal["solved"] else None
     compare = {
         "net": "-".join(map(str, sizes)), "budget_seconds": budget,
+        "monolithic_budget_seconds": 3 * budget,
         "chordal": chordal, "monolithic": mono, "time_ratio": ratio,
         "ratio_is_lower_bound": not mono["solved"], "goal_ratio": CHORDAL_GOAL_RATIO,
+        "meets_goal": ratio is not None and ratio >= CHORDAL_GOAL_RATIO,
         "relative_value_gap": (abs(chordal["value"] - mono["value"]) / mono["value"]
                                if chordal["solved"] and mono["solved"] else None),
     }
