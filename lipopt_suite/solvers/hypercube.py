@@ -33,7 +33,11 @@ from ..bound import Bound, Domain
 from ..errors import InputError, UnsupportedError
 from ..network import Network
 from ..registry import method
-from .regions import FULL_DIM_RADIUS, STRICT_MARGIN  # one criterion of full dimension
+from .regions import (  # one criterion of full dimension
+    FULL_DIM_RADIUS,
+    SLIVER_RADIUS,
+    STRICT_MARGIN,
+)
 
 # Without a time limit, requests whose pattern count exceeds these are refused. Measured on 2
 # shared cores: ~1.5e7 patterns/s when M2 or M1 is a vector (2^28 in ~17 s), ~1.5e6/s for
@@ -73,6 +77,7 @@ class PatternSearch:
     nodes: int
     patterns: int  # complete patterns whose norm was evaluated
     lps: int
+    slivers: int = 0  # regions too thin to resolve whose bound exceeds the incumbent
 
 
 # ------------------------------------------------------------------------ helpers
@@ -223,9 +228,10 @@ def _search_all(A: np.ndarray, B: np.ndarray, deadline: float | None
 
 def _search_regions(A: np.ndarray, B: np.ndarray, c: np.ndarray, rank: int,
                     deadline: float | None, seed: int = 0
-                    ) -> tuple[float, np.ndarray, np.ndarray, bool, float, int, int, int]:
+                    ) -> tuple[float, np.ndarray, np.ndarray, bool, float, int, int, int, int]:
     """Patterns restricted to full-dimensional regions (A, B, c in search order). Returns
-    (best, pattern, point, complete, open bound, nodes, leaves, lps)."""
+    (best, pattern, point, complete, open bound, nodes, leaves, lps, slivers); slivers > 0
+    (with complete False) when sides too thin to resolve could beat the incumbent."""
     m, l = A.shape
     n = B.shape[1]
     bound = _NodeBound(A, B)
@@ -234,6 +240,8 @@ def _search_regions(A: np.ndarray, B: np.ndarray, c: np.ndarray, rank: int,
     X = np.vstack([rng.standard_normal((SAMPLES // 2, n)) * radius,
                    rng.standard_normal((SAMPLES // 2, n)) * radius * 10, np.zeros((1, n))])
     eps = FULL_DIM_RADIUS * (1.0 + radius)
+    floor = SLIVER_RADIUS * (1.0 + radius)
+    sliver_bounds: list[float] = []  # node bounds of sides too thin to resolve
     # incumbent: the patterns met by the sample points (each one is a real region)
     Z = X @ B.T + c
     margin = STRICT_MARGIN * (np.linalg.norm(B, axis=1) * (1 + np.abs(X).max(axis=1))[:, None]
@@ -255,7 +263,7 @@ def _search_regions(A: np.ndarray, B: np.ndarray, c: np.ndarray, rank: int,
     while stack:
         if deadline is not None and time.perf_counter() > deadline:
             open_bound = max(e[0] for e in stack)
-            return best, best_s, best_x, False, open_bound, nodes, leaves, lps
+            return best, best_s, best_x, False, open_bound, nodes, leaves, lps, 0
         ub, d, M, g, prefix, G, h, pts = stack.pop()
         if ub * (1 + BOUND_MARGIN) < best:
             continue
@@ -287,12 +295,19 @@ def _search_regions(A: np.ndarray, B: np.ndarray, c: np.ndarray, rank: int,
                     lps += 1
                     t, x = chebyshev_ball(G2, h2, 1.0)
                     if not t > eps:
+                        if t > floor:
+                            sliver_bounds.append(ub_child)
                         continue
                 side = x[None]
             children.append((ub_child, d + 1, Mc, gc, np.append(prefix, bit), G2, h2, side))
         children.sort(key=lambda e: e[0])
         stack.extend(children)
-    return best, best_s, best_x, True, best, nodes, leaves, lps
+    # a skipped sliver matters only if its bound beats the final incumbent
+    open_slivers = [ub for ub in sliver_bounds if ub * (1 + BOUND_MARGIN) >= best]
+    if open_slivers:
+        return (best, best_s, best_x, False, max(open_slivers), nodes, leaves, lps,
+                len(open_slivers))
+    return best, best_s, best_x, True, best, nodes, leaves, lps, 0
 
 
 def region_count_bound(l: int, rank: int) -> int:
@@ -342,7 +357,7 @@ def max_reachable_pattern_norm(M1: np.ndarray, b1: np.ndarray, M2: np.ndarray, *
                 "without a time limit; pass time_limit=S (--time-limit) for a proven upper "
                 "bound, or use seqlip/lipsdp-neuron for upper bounds")
     deadline = None if time_limit is None else start + float(time_limit)
-    lps = 0
+    lps = slivers = 0
     if la == 0:
         best, s, x, complete, open_bound, nodes, leaves = 0.0, np.zeros(0), np.zeros(n), \
             True, 0.0, 0, 1
@@ -350,7 +365,7 @@ def max_reachable_pattern_norm(M1: np.ndarray, b1: np.ndarray, M2: np.ndarray, *
         best, s, complete, open_bound, nodes, leaves = _search_all(A, B, deadline)
         x = np.linalg.lstsq(B, np.where(s > 0, 1.0, -1.0) - c, rcond=None)[0]
     else:
-        best, s, x, complete, open_bound, nodes, leaves, lps = _search_regions(
+        best, s, x, complete, open_bound, nodes, leaves, lps, slivers = _search_regions(
             A, B, c, rank, deadline)
     # the pattern at the witness point, over all l neurons, and its norm computed directly
     pattern = (M1 @ x + b1 > 0).astype(np.float64)
@@ -358,7 +373,7 @@ def max_reachable_pattern_norm(M1: np.ndarray, b1: np.ndarray, M2: np.ndarray, *
     lower = _norm2((M2 * pattern) @ M1) if l else 0.0
     upper = max(open_bound, best, lower) * (1 + BOUND_MARGIN)
     return PatternSearch(upper, lower, pattern, x, complete, "all" if every else "regions",
-                         nodes, leaves, lps)
+                         nodes, leaves, lps, slivers)
 
 
 # ------------------------------------------------------------------------ the method
@@ -398,6 +413,12 @@ def hypercube(net: Network, *, norm: str = "2", domain: Domain | None = None,
     if res.complete:
         return Bound("hypercube", "exact", res.lower, norm, certified=True, details=details)
     details["incumbent"] = res.lower
+    if res.slivers:
+        details["message"] = (
+            "a region too thin to resolve (relative width < 1e-9) may hold a larger slope: "
+            "the value is the proven upper bound, the incumbent a lower bound")
+        return Bound("hypercube", "upper", res.upper, norm, certified=True,
+                     status="inaccurate", details=details)
     return Bound("hypercube", "upper", res.upper, norm, certified=True, status="timeout",
                  details=details)
 

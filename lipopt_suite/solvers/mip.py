@@ -33,7 +33,7 @@ from ..errors import InputError, SolverUnavailableError, UnsupportedError
 from ..network import Network
 from ..registry import method
 from .hypercube import chebyshev_ball
-from .regions import FULL_DIM_RADIUS  # one criterion of full dimension
+from .regions import FULL_DIM_RADIUS, SLIVER_RADIUS  # one criterion of full dimension
 
 # The solver's relative and absolute optimality gaps, and the agreement required between the
 # recomputed value of its pattern and its proven bound before the answer is called exact
@@ -588,7 +588,8 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
             "time_limit=S (--time-limit) for an anytime answer, the proven bound on time-out, "
             "or a smaller box")
     scale = 1.0 + float(np.max(np.abs(np.concatenate([lo, hi]))))
-    eps = FULL_DIM_RADIUS * scale
+    eps, floor = FULL_DIM_RADIUS * scale, SLIVER_RADIUS * scale
+    sliver = -math.inf  # largest norm of a pattern cut off as too thin to resolve
     best_val, best_x, best_pattern = -math.inf, None, None
     upper = model.interval_bound
     status, solves, rejected = "none", 0, 0
@@ -613,6 +614,8 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
             exact = status == "optimal" and val >= upper * (1 - EXACT_RTOL) - MIP_ABS_GAP
             break
         # the solver's pattern has no full-dimensional region in the box: cut it off
+        if radius > floor:  # ... or one too thin to resolve: remember its slope
+            sliver = max(sliver, _norm(pattern_jacobian(weights, sol.pattern), norm))
         rejected += 1
         cut = _no_good(model, sol.pattern)
         if cut is None or solves > MAX_RESOLVES:
@@ -633,6 +636,13 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
                                   f"point ({sampled[k]:.9g}); its optimality claim is not "
                                   "trusted and the interval bound is reported")
             best_val, best_x, best_pattern = float(sampled[k]), X[k], None
+    # a region too thin to resolve was cut off: the constant is at most max(upper, its slope)
+    upper = max(upper, sliver)
+    if exact and sliver > best_val * (1 + EXACT_RTOL) + MIP_ABS_GAP:
+        exact = False
+        status = "inaccurate"
+        details["message"] = (f"a region too thin to resolve (relative width < "
+                              f"{FULL_DIM_RADIUS:g}) has slope {sliver:.9g}: not proven exact")
     details.update(status=status, solves=solves, rejected_patterns=rejected,
                    interval_bound=model.interval_bound)
     if best_x is not None:

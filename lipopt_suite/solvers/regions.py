@@ -30,8 +30,12 @@ MAX_INPUT_DIM = 6
 MAX_HIDDEN_UNITS = 64
 MAX_REGIONS = 200_000
 # A side of a hyperplane counts as full-dimensional when it holds a ball of radius above
-# FULL_DIM_RADIUS * (1 + scale of the box); thinner slivers are treated as boundaries.
+# FULL_DIM_RADIUS * (1 + scale of the box). A side whose largest ball is below that but above
+# SLIVER_RADIUS * (1 + scale) (rounding noise of a lower-dimensional set) is a sliver: it may
+# be a genuine region too thin to resolve, so a search that skips one no longer claims an
+# exact value.
 FULL_DIM_RADIUS = 1e-9
+SLIVER_RADIUS = 1e-14
 # Witness points must clear a hyperplane by this much (relative) to count as interior.
 STRICT_MARGIN = 1e-10
 INITIAL_SAMPLES = 2048
@@ -52,6 +56,7 @@ class RegionSet:
     complete: bool
     lps: int
     seconds: float
+    slivers: int = 0  # sides skipped as too thin to resolve, though not provably empty
 
 
 class _LP:
@@ -144,7 +149,9 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
         scale = radius
         lp = _LP(n, 1.0)
     eps = FULL_DIM_RADIUS * (1.0 + scale)
+    floor = SLIVER_RADIUS * (1.0 + scale)
     regions: list[Region] = []
+    slivers = [0]
     last = len(weights) - 1
 
     def explore(layer: int, i: int, P: np.ndarray, q: np.ndarray, ZA: np.ndarray,
@@ -179,6 +186,7 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
                 if side.shape[0] == 0:
                     t, x = lp.chebyshev()
                     if not t > eps:
+                        slivers[0] += t > floor
                         continue
                     side = x[None]
                 explore(layer, i + 1, P, q, ZA, Zc, done, cur + [slope], side)
@@ -190,7 +198,7 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
         explore(0, 0, np.eye(n), np.zeros(n), weights[0], biases[0], (), [], X)
     except _Stop:
         complete = False
-    return RegionSet(regions, complete, lp.count, time.perf_counter() - start)
+    return RegionSet(regions, complete, lp.count, time.perf_counter() - start, slivers[0])
 
 
 def region_norms(regions: list[Region], norm: str) -> np.ndarray:
@@ -212,7 +220,9 @@ def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
     Lemma 1: the constant of a continuous piecewise-linear map is the largest norm of its
     pieces' matrices); regions found by LP feasibility with HiGHS.
     Guarantee: exact (up to float64 rounding) when the enumeration completes; stopped by a
-    limit it returns kind "lower" (every region found is real) with status "timeout".
+    limit it returns kind "lower" (every region found is real) with status "timeout", and
+    with status "inaccurate" when a region too thin to resolve (relative width < 1e-9) may
+    hold a larger slope.
     """
     lo = hi = None
     if domain is not None:
@@ -230,6 +240,13 @@ def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
     value = float(norms[k]) if k >= 0 else 0.0
     details = {"regions": len(rs.regions), "lps": rs.lps,
                "witness": {"x": rs.regions[k].point} if k >= 0 else None}
+    if rs.complete and rs.slivers:
+        details["slivers"] = rs.slivers
+        details["message"] = (
+            f"{rs.slivers} region(s) thinner than {FULL_DIM_RADIUS:g} x (1 + scale) could not "
+            "be resolved and may hold a larger slope: the value is a lower bound")
+        return Bound("regions", "lower", value, norm, certified=True, status="inaccurate",
+                     domain=domain, details=details)
     if rs.complete:
         return Bound("regions", "exact", value, norm, certified=True, domain=domain,
                      details=details)

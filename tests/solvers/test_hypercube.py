@@ -200,3 +200,12 @@ def test_cli_lipcst(capsys):
     assert "max-cut" in capsys.readouterr().out
     assert main(["lipcst", "--nodes", "0"]) == 2
     assert "between 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("left, width", [(0.0, 1e-9), (1000.0, 1e-6)])
+def test_a_region_too_thin_to_resolve_leaves_a_proven_upper_bound(left, width):
+    net = Network.from_mlp([np.array([[1.0], [1.0]]), np.array([[1.0, -1.0]])],
+                           [np.array([-left, -left - width]), np.zeros(1)])
+    b = estimate(net, "hypercube")
+    # the true constant is 1 (slope 1 on the thin region): never an exact 0
+    assert b.kind == "upper" and b.status == "inaccurate" and b.value >= 1.0

@@ -182,3 +182,12 @@ def test_refuses_l2_and_balls():
         estimate(net, "mip", norm="inf", domain=Domain.ball([0.0, 0.0], 1.0))
     with pytest.raises(UnsupportedError):
         estimate(random_mlp([2, 4, 1], activation="tanh"), "mip", norm="inf")
+
+
+@pytest.mark.parametrize("left, width", [(0.0, 1e-9), (1000.0, 1e-6)])
+def test_a_region_too_thin_to_resolve_is_not_called_exact(left, width):
+    net = Network.from_mlp([np.array([[1.0], [1.0]]), np.array([[1.0, -1.0]])],
+                           [np.array([-left, -left - width]), np.zeros(1)])
+    b = estimate(net, "mip", norm="inf")
+    assert b.kind != "exact" and b.status == "inaccurate"
+    assert b.kind == "lower" or b.value >= 1.0  # an upper bound must cover the true 1

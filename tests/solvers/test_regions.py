@@ -69,3 +69,22 @@ def test_region_limit_gives_a_lower_bound():
     full = estimate(net, "regions")
     assert b.kind == "lower" and b.status == "timeout"
     assert b.value <= full.value
+
+
+def thin_bump(left: float, width: float) -> Network:
+    """f(x) = relu(x - left) - relu(x - left - width): slope 1 on a region `width` wide."""
+    return Network.from_mlp([np.array([[1.0], [1.0]]), np.array([[1.0, -1.0]])],
+                            [np.array([-left, -left - width]), np.zeros(1)])
+
+
+@pytest.mark.parametrize("left, width", [(0.0, 1e-9), (1000.0, 1e-6)])
+def test_a_region_too_thin_to_resolve_is_never_dropped_silently(left, width):
+    # the slope-1 region is real but below the resolution of the full-dimension test
+    b = estimate(thin_bump(left, width), "regions")
+    assert b.kind == "lower" and b.status == "inaccurate" and b.certified
+    assert b.value <= 1.0 and b.details["slivers"] >= 1
+
+
+def test_a_thin_region_above_the_resolution_is_found():
+    b = estimate(thin_bump(0.0, 1e-6), "regions")
+    assert b.kind == "exact" and b.value == pytest.approx(1.0, rel=1e-12)
