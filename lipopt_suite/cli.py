@@ -157,9 +157,14 @@ def load_center(path: str, input_dim: int) -> Any:
                 if "center" not in arr.files:
                     raise InputError(f"{p}: no 'center' array in the .npz")
                 arr = arr["center"]
+        if not isinstance(arr, np.ndarray):
+            raise InputError(f"{p}: 'center' is not a .npy array")
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy raises varied errors on bad files
+        if "pickle" in str(exc).lower():
+            raise InputError(f"{p}: not a plain .npy/.npz array (reading it would need "
+                             "unpickling; refused)") from None
         raise InputError(f"{p}: cannot read centre ({_one_line(exc)})") from None
     if arr.dtype.kind not in "fiu":
         raise InputError(f"{p}: centre is not numeric (dtype {arr.dtype})")
@@ -219,6 +224,8 @@ def _bound(args: argparse.Namespace) -> int:
         options["solver"] = args.solver
     if args.device is not None:
         options["device"] = _device(args.device, info)
+    elif "device" in options:
+        options["device"] = _device(str(options["device"]), info)
     if "X" in extras and _accepts(info.fn, "X"):
         options.setdefault("X", extras["X"])
     check_applicable(info, net, norm, domain, options)

@@ -59,14 +59,31 @@ def load_problem(path: str | Path, *, activation: str | None = None
         net.validate()
     except InputError as exc:
         raise type(exc)(f"{p}: {exc}") from None
+    n = net.input_dim
+    for key, arr in extras.items():
+        rows_ok = arr.ndim == 2 and arr.shape[1] == n if key == "X" else arr.size == n
+        if not rows_ok:
+            want = f"(k, {n})" if key == "X" else f"{n} entries"
+            raise InputError(f"{p}: '{key}' has shape {arr.shape}, expected {want}")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{p}: '{key}' contains NaN or inf")
     return net, extras
 
 
 # ---------------------------------------------------------------------------------- npz
 def _read_npz(p: Path) -> dict[str, np.ndarray]:
+    with open(p, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            raise InputError(f"{p}: not a .npz file (no zip signature)")
     try:
         with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            out = {k: data[k] for k in data.files}
+        for k, v in out.items():
+            if not isinstance(v, np.ndarray):
+                raise InputError(f"{p}: member {k!r} is not a .npy array")
+        return out
+    except InputError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise InputError(f"{p}: holds object arrays that need unpickling; refused "

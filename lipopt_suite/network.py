@@ -16,6 +16,9 @@ import numpy as np
 
 from .errors import InputError, UnsupportedError
 
+# Largest weight or bias magnitude accepted: products of a few dozen layer norms of such
+# entries must stay inside float64.
+MAX_ABS = 1e100
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 
 
@@ -298,6 +301,10 @@ class Network:
                 if isinstance(arr, np.ndarray) and not np.all(np.isfinite(arr)):
                     raise InputError(f"{_describe(i, layer, ordinal)}: {arr_name} contains "
                                      f"NaN or inf")
+                if isinstance(arr, np.ndarray) and arr.size and np.abs(arr).max() > MAX_ABS:
+                    raise InputError(f"{_describe(i, layer, ordinal)}: {arr_name} has entries "
+                                     f"up to {np.abs(arr).max():.3g}; above {MAX_ABS:g} "
+                                     "products of layer norms overflow float64 (rescale it)")
         self.shapes()
         return self
 

@@ -9,6 +9,7 @@ method is one decorated function in its own module.
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 import time
 from collections.abc import Callable
@@ -135,6 +136,52 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
                              f"'{need}' in the network's .npz file)")
 
 
+# numeric options that may be zero (all others must be positive)
+NON_NEGATIVE_OPTIONS = ("seed", "explicit_max", "dense_gram_max")
+
+
+def check_option_values(info: MethodInfo, options: dict[str, Any], input_dim: int) -> None:
+    """Type and range of each option, from the method's annotations: integers and floats
+    finite and positive (seeds and a few limits may be 0), flags boolean, names strings, and
+    data points `X` a finite matrix with one column per network input."""
+    import inspect
+
+    import numpy as np
+
+    params = inspect.signature(info.fn).parameters
+    for key, value in options.items():
+        p = params.get(key)
+        if p is None or value is None:
+            continue
+        ann = str(p.annotation).replace(" ", "")
+        where = f"{info.name}: option {key}"
+        if key == "X":
+            try:
+                X = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"{where} is not a numeric matrix") from None
+            if X.ndim != 2 or X.shape[1] != input_dim or not np.all(np.isfinite(X)):
+                raise InputError(f"{where} must be a finite matrix with {input_dim} columns, "
+                                 f"got shape {X.shape}")
+            continue
+        base = ann.split("|")[0]
+        if base == "bool":
+            if not isinstance(value, bool):
+                raise InputError(f"{where} must be true or false, got {value!r}")
+        elif base in ("int", "float"):
+            ok_type = isinstance(value, int) if base == "int" else isinstance(value, int | float)
+            if isinstance(value, bool) or not ok_type:
+                raise InputError(f"{where} must be {'an integer' if base == 'int' else 'a number'}"
+                                 f", got {value!r}")
+            low_ok = value >= 0 if key in NON_NEGATIVE_OPTIONS else value > 0
+            if not (math.isfinite(value) and low_ok):
+                raise InputError(f"{where} must be finite and "
+                                 f"{'>= 0' if key in NON_NEGATIVE_OPTIONS else '> 0'}, "
+                                 f"got {value!r}")
+        elif base == "str" and not isinstance(value, str):
+            raise InputError(f"{where} must be a name, got {value!r}")
+
+
 def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain | None = None,
              **options: Any) -> Bound:
     """Run one method on one network and return its Bound (wall time in `seconds`)."""
@@ -142,9 +189,14 @@ def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain 
     norm = check_norm(norm)
     net.validate()
     check_applicable(info, net, norm, domain, options)
+    check_option_values(info, options, net.input_dim)
     start = time.perf_counter()
     bound = info.fn(net, norm=norm, domain=domain, **options)
     elapsed = time.perf_counter() - start
     if bound.seconds == 0.0:
         bound = bound.replace(seconds=elapsed)
+    if bound.certified and math.isnan(bound.value):
+        # a NaN is no bound (overflow somewhere): never pass it on as certified
+        details = {**bound.details, "message": "the value is NaN (overflow?): not a bound"}
+        bound = bound.replace(certified=False, status="inaccurate", details=details)
     return bound

@@ -92,6 +92,34 @@ def write_tanh(tmp_path):
     return str(save(random_mlp([2, 3, 1], activation="tanh"), tmp_path / "tanh.npz"))
 
 
+def write_bad_member(tmp_path):
+    import zipfile
+
+    p = tmp_path / "bm.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("W0.npy", b"not an array at all")
+    return str(p)
+
+
+def write_random_bytes(tmp_path):
+    p = tmp_path / "r.npz"
+    p.write_bytes(np.random.default_rng(0).bytes(256))
+    return str(p)
+
+
+def write_huge(tmp_path):
+    p = tmp_path / "h.npz"
+    np.savez(p, W0=np.full((3, 2), 1e160), b0=np.zeros(3), W1=np.ones((1, 3)), b1=np.zeros(1))
+    return str(p)
+
+
+def write_bad_x(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, W0=np.ones((3, 2)), b0=np.zeros(3), W1=np.ones((1, 3)), b1=np.zeros(1),
+             X=np.zeros((4, 5)))
+    return str(p)
+
+
 BAD = [
     ("missing file", lambda t, n: ["bound", str(t / "none.npz"), "--method", "autolip"],
      "no such file"),
@@ -118,6 +146,26 @@ BAD = [
     ("solver for solverless", lambda t, n: ["bound", n, "--method", "autolip", "--solver", "SCS"],
      "uses no solver"),
     ("missing argument", lambda t, n: ["bound", n], "--method"),
+    ("npz member not an array", lambda t, n: ["bound", write_bad_member(t), "--method",
+                                             "autolip"], "not a .npy array"),
+    ("random bytes", lambda t, n: ["bound", write_random_bytes(t), "--method", "autolip"],
+     "no zip signature"),
+    ("overflowing weights", lambda t, n: ["bound", write_huge(t), "--method", "liplt"],
+     "overflow"),
+    ("data of the wrong width", lambda t, n: ["bound", write_bad_x(t), "--method", "data"],
+     "'X' has shape (4, 5)"),
+    ("option of the wrong type", lambda t, n: ["bound", n, "--method", "regions", "-o",
+                                               "max_regions=abc"], "must be an integer"),
+    ("negative count", lambda t, n: ["bound", n, "--method", "random", "-o", "samples=-5"],
+     "> 0"),
+    ("negative seed", lambda t, n: ["bound", n, "--method", "random", "-o", "seed=-1"],
+     ">= 0"),
+    ("option time limit", lambda t, n: ["bound", n, "--method", "regions", "-o",
+                                        "time_limit=-5"], "> 0"),
+    ("device through -o", lambda t, n: ["bound", n, "--method", "autolip", "-o", "device=tpu"],
+     "cpu or cuda"),
+    ("data option of the wrong width", lambda t, n: ["bound", n, "--method", "random", "-o",
+                                                     "X=[[1,2,3,4,5,6,7]]"], "columns"),
     ("unknown command", lambda t, n: ["frobnicate"], "invalid choice"),
 ]
 

@@ -63,3 +63,27 @@ def test_data_needs_points():
 def test_estimate_stamps_time():
     b = estimate(random_mlp([2, 3, 1]), "autolip", norm=np.inf)
     assert b.norm == "inf" and b.seconds > 0
+
+
+def test_a_nan_value_is_never_passed_on_as_certified(monkeypatch):
+    import dataclasses
+
+    from lipopt_suite.bound import Bound
+    from lipopt_suite.registry import METHODS
+
+    info = get("autolip")
+
+    def overflowing(net, *, norm="2", domain=None, **options):
+        return Bound("autolip", "upper", float("nan"), norm, certified=True)
+
+    monkeypatch.setitem(METHODS, "autolip", dataclasses.replace(info, fn=overflowing))
+    b = estimate(random_mlp([2, 3, 1]), "autolip")
+    assert not b.certified and b.status == "inaccurate" and "NaN" in b.details["message"]
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"samples": 0}, "> 0"), ({"samples": 2.5}, "integer"), ({"radius": float("inf")}, "> 0"),
+    ({"seed": -3}, ">= 0"), ({"X": np.zeros((3, 4))}, "3 columns")])
+def test_option_values_are_checked_before_running(options, match):
+    with pytest.raises(InputError, match=match):
+        estimate(random_mlp([3, 4, 1]), "random", **options)
