@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import InputError
 from .problems import DESIGN_METHODS, SCAMAN_COLUMNS, SCAMAN_LAYERS, SERIES_AXIS
-from .runner import RECORDS, Store
+from .runner import RECORDS
 
 QUANTITY_ORDER = {"anchored": 0, "local": 1, "global": 2}
 # Two certified values computed independently in float64 may differ by a few ulps where
@@ -613,17 +613,60 @@ def plot_radius(a: Analysis, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ write
+def _check_record(rec: Any, where: str) -> None:
+    if not isinstance(rec, dict):
+        raise InputError(f"{where}: a record must be a JSON object")
+    for key in ("key", "problem", "method", "norm"):
+        if not isinstance(rec.get(key), str):
+            raise InputError(f"{where}: field {key!r} missing or not a string")
+    for key in ("kind", "status", "quantity"):
+        if key in rec and not isinstance(rec[key], str):
+            raise InputError(f"{where}: field {key!r} is not a string")
+    v = rec.get("value")
+    if not (v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+            or v in ("inf", "-inf", "nan")):
+        raise InputError(f"{where}: field 'value' is not a number ({v!r})")
+    for key in ("radius", "seconds", "wall"):
+        r = rec.get(key)
+        if not (r is None or (isinstance(r, int | float) and not isinstance(r, bool))):
+            raise InputError(f"{where}: field {key!r} is not a number ({r!r})")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a records.jsonl, checked line by line: a corrupt line is an error
+    naming it. Only an unterminated last line (a run killed while writing, which the next
+    `lipopt compare` repairs) is skipped. The first record per key counts."""
+    lines = path.read_bytes().split(b"\n")
+    records, seen = [], set()
+    for i, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{path}:{i}: not a JSON record") from None
+        _check_record(rec, f"{path}:{i}")
+        if rec["key"] not in seen:
+            seen.add(rec["key"])
+            records.append(rec)
+    return records
+
+
 def load_results(out: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     out = Path(out)
     if not (out / RECORDS).exists():
         raise InputError(f"{out}: no {RECORDS} (run `lipopt compare --out {out}` first)")
-    records = Store(out).load(repair=False)
+    records = read_records(out / RECORDS)
     problems: dict[str, Any] = {}
-    if (out / "problems.json").exists():
+    path = out / "problems.json"
+    if path.exists():
         try:
-            problems = json.loads((out / "problems.json").read_text())
-        except json.JSONDecodeError:
-            raise InputError(f"{out / 'problems.json'}: not valid JSON") from None
+            problems = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{path}: not valid JSON") from None
+        if not isinstance(problems, dict) or not all(
+                isinstance(v, dict) for v in problems.values()):
+            raise InputError(f"{path}: expected an object of problem name -> settings")
     return records, problems
 
 

@@ -145,3 +145,38 @@ def test_summary_pairs_the_tightest_upper_with_the_best_admissible_lower(tmp_pat
              if x.startswith("| p |")]
     assert lines[0] == ("| p | 2 | global | 4 (lipsdp-neuron) |  | 2 (data) | 2 | 4 |")
     assert lines[1] == ("| p | 2 | r=0.1 | 2.5 (local) |  | 2.4 (random) | 1.04 | 3.33 |")
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda lines: lines[:1] + [b'{"garbled": '] + lines[2:], "records.jsonl:2: not a JSON"),
+    (lambda lines: [lines[0].replace(b'"value": 2.0', b'"value": "abc"')] + lines[1:],
+     "'value' is not a number"),
+    (lambda lines: [lines[0].replace(b'"problem": "p"', b'"problem": [1]')] + lines[1:],
+     "'problem' missing or not a string"),
+])
+def test_a_corrupt_record_is_an_error_naming_its_line(tmp_path: Path, capsys, damage, match):
+    store = Store(tmp_path)
+    for r in (rec("autolip", "upper", 2.0), rec("grid", "lower", 1.0), rec("data", "lower", .5)):
+        store.append(r)
+    store.close()
+    path = tmp_path / "records.jsonl"
+    lines = path.read_bytes().split(b"\n")[:-1]
+    assert b'"value": 2.0' in lines[0]
+    path.write_bytes(b"\n".join(damage(lines)) + b"\n")
+    assert main(["report", str(tmp_path), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err, err
+
+
+def test_an_unterminated_last_record_is_skipped_and_problems_json_checked(tmp_path: Path,
+                                                                          capsys) -> None:
+    store = Store(tmp_path)
+    store.append(rec("autolip", "upper", 2.0))
+    store.close()
+    with open(tmp_path / "records.jsonl", "ab") as f:
+        f.write(b'{"key": "torn')  # a run killed while writing
+    assert main(["report", str(tmp_path), "--no-plots"]) == 0
+    capsys.readouterr()
+    (tmp_path / "problems.json").write_text("[1, 2]")
+    assert main(["report", str(tmp_path), "--no-plots"]) == 2
+    assert "problems.json" in capsys.readouterr().err
