@@ -121,6 +121,22 @@ class Problem:
         return out
 
 
+def _number(v: Any, what: str, *, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or (
+            positive and v <= 0):
+        raise InputError(f"{what} must be a {'positive ' if positive else ''}finite number, "
+                         f"got {v!r}")
+    return float(v)
+
+
+def _numbers(v: Any, what: str, *, positive: bool = False) -> dict[str, float]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise InputError(f"{what} must be a table of numbers")
+    return {str(k): _number(x, f"{what}.{k}", positive=positive) for k, x in v.items()}
+
+
 def _problem_from_dict(name: str, d: Any, root: Path, where: str) -> Problem:
     if not isinstance(d, dict):
         raise InputError(f"{where}: problem {name!r} must be a table")
@@ -150,22 +166,33 @@ def _problem_from_dict(name: str, d: Any, root: Path, where: str) -> Problem:
         if kind not in ("ball", "box"):
             raise InputError(f"{where}: problem {name!r}: domain kind must be ball or box")
         if not isinstance(radii, list) or not radii or not all(
-                isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in radii):
+                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r)
+                and r > 0 for r in radii):
             raise InputError(f"{where}: problem {name!r}: domain needs 'radius' or 'radii', "
                              "positive numbers")
-        anchored = bool(dd.get("anchored", False))
+        anchored = dd.get("anchored", False)
+        if not isinstance(anchored, bool):
+            raise InputError(f"{where}: problem {name!r}: domain 'anchored' must be true or "
+                             "false")
         if anchored and kind != "ball":
             raise InputError(f"{where}: problem {name!r}: an anchored domain must be a ball")
         domain = DomainSpec(kind, tuple(float(r) for r in radii), anchored)
-    known_upper = {str(k): float(v) for k, v in (d.get("known_upper") or {}).items()}
+    at = f"{where}: problem {name!r}:"
+    known_upper = _numbers(d.get("known_upper"), f"{at} known_upper", positive=True)
     if any(k not in NORMS for k in known_upper):
-        raise InputError(f"{where}: problem {name!r}: known_upper keys must be norms")
+        raise InputError(f"{at} known_upper keys must be norms")
+    params = d.get("params") or {}
+    if not isinstance(params, dict):
+        raise InputError(f"{at} 'params' must be a table")
+    series = d.get("series")
+    if series is not None and not isinstance(series, str):
+        raise InputError(f"{at} 'series' must be a string")
     return Problem(
         name=name, file=d["file"], family=d["family"], description=str(d.get("description", "")),
-        norms=tuple(norms), domain=domain, series=d.get("series"),
-        x=None if d.get("x") is None else float(d["x"]), known_upper=known_upper,
-        published={str(k): float(v) for k, v in (d.get("published") or {}).items()},
-        generator=str(d.get("generator", "")), params=dict(d.get("params") or {}), root=root)
+        norms=tuple(norms), domain=domain, series=series,
+        x=None if d.get("x") is None else _number(d["x"], f"{at} x"), known_upper=known_upper,
+        published=_numbers(d.get("published"), f"{at} published"),
+        generator=str(d.get("generator", "")), params=dict(params), root=root)
 
 
 def load_manifest(root: str | Path = DEFAULT_ROOT) -> dict[str, Problem]:

@@ -90,7 +90,8 @@ def test_regeneration_is_deterministic(tmp_path: Path, manifest) -> None:
     assert {p.name for p in made} == {"tiny0", "lipsdp_depth3", "digits_cnn",
                                       "digits_cnn_local"}
     for name in ("tiny0", "lipsdp_depth3", "digits_cnn"):
-        with np.load(manifest[name].path) as old, np.load(tmp_path / manifest[name].file) as new:
+        with np.load(manifest[name].path, allow_pickle=False) as old, \
+                np.load(tmp_path / manifest[name].file, allow_pickle=False) as new:
             assert old.files == new.files
             for key in old.files:
                 if old[key].dtype.kind == "f":
@@ -107,6 +108,19 @@ def test_regeneration_is_deterministic(tmp_path: Path, manifest) -> None:
     ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\nnorms = ['3']\n", "unknown norm '3'"),
     ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\ncolour = 1\n", "unknown keys colour"),
     ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\ndomain = {radii = [-1]}\n", "radii"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\nknown_upper = {'2' = 'abc'}\n",
+     "known_upper.2 must be a positive finite number"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\nknown_upper = {'2' = -1.0}\n",
+     "known_upper.2 must be a positive"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\nknown_upper = {'2' = nan}\n",
+     "known_upper.2 must be a positive"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\npublished = {autolip = 'x'}\n",
+     "published.autolip must be a finite number"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\nx = 'abc'\n", "x must be a finite"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\nparams = 'abc'\n", "'params' must be"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\ndomain = {radius = 1, anchored = 'no'}\n",
+     "'anchored' must be true or false"),
+    ("[problems.a]\nfile = 'a.npz'\nfamily = 'x'\ndomain = {radius = true}\n", "radii"),
     ("[problems.a\n", "not valid TOML"),
     ("title = 'nothing'\n", "no [problems.NAME] tables"),
 ])
