@@ -47,7 +47,15 @@ def load_problem(path: str | Path, *, activation: str | None = None
     if suffix == ".npz":
         net, extras = _load_npz(p, activation)
     elif suffix in (".pt", ".pth"):
-        net, extras = load_state_dict(p, activation=activation or "relu"), {}
+        try:
+            net, extras = load_state_dict(p, activation=activation or "relu"), {}
+        except (InputError, UnsupportedError) as exc:
+            if str(exc).startswith(str(p)):
+                raise
+            raise type(exc)(f"{p}: {exc}") from None
+        except (RuntimeError, ValueError) as exc:  # torch's own complaints about the tensors
+            raise InputError(f"{p}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                             ) from None
     elif suffix == ".nnet":
         net, extras = _load_nnet(p), {}
     elif suffix == ".onnx":
@@ -315,9 +323,16 @@ def _fold_batchnorm(layers: list[Layer], bn: Any, index: int) -> list[Layer]:
              else np.ones_like(mean)).astype(np.float64)
     beta = (bn.bias.detach().cpu().numpy() if bn.bias is not None
             else np.zeros_like(mean)).astype(np.float64)
+    if not np.all(var + bn.eps > 0):
+        raise InputError(f"module {index}: BatchNorm running_var must be >= 0")
     scale = gamma / np.sqrt(var + bn.eps)
     shift = beta - scale * mean
     prev = layers[-1] if layers else None
+    width = (prev.W.shape[0] if isinstance(prev, Affine) else
+             prev.weight.shape[0] if isinstance(prev, Conv2d) else scale.size)
+    if not (mean.size == var.size == gamma.size == beta.size == width):
+        raise InputError(f"module {index}: BatchNorm of {mean.size} features after a layer "
+                         f"with {width} outputs")
     if isinstance(prev, Affine):
         return layers[:-1] + [Affine(scale[:, None] * prev.W, scale * prev.b + shift)]
     if isinstance(prev, Conv2d):
@@ -356,6 +371,10 @@ def load_state_dict(source: Any, *, activation: str = "relu") -> Network:
         raise InputError("torch file is not a state dict of tensors")
     groups: dict[str, dict[str, Any]] = {}
     for key, tensor in state.items():
+        if tensor.is_complex() or not (tensor.is_floating_point() or key.endswith(
+                "num_batches_tracked")):
+            raise InputError(f"state dict entry '{key}' has dtype {tensor.dtype}; real "
+                             "floating-point tensors only")
         prefix, _, leaf = key.rpartition(".")
         groups.setdefault(prefix, {})[leaf] = tensor.detach().cpu().numpy()
 

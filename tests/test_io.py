@@ -173,3 +173,28 @@ def test_unknown_suffix(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(InputError, match="unknown network format"):
         load(path)
+
+
+@pytest.mark.parametrize("state, match", [
+    ({"0.weight": torch.ones(3, 2, dtype=torch.complex64)}, "complex64"),
+    ({"0.weight": torch.ones(4, 2), "0.bias": torch.zeros(4),
+      "1.running_mean": torch.zeros(3), "1.running_var": torch.ones(3),
+      "1.weight": torch.ones(3), "1.bias": torch.zeros(3)}, "BatchNorm of 3 features"),
+    ({"0.weight": torch.ones(4, 2), "1.running_mean": torch.zeros(4),
+      "1.running_var": -torch.ones(4), "1.weight": torch.ones(4), "1.bias": torch.zeros(4)},
+     "running_var must be >= 0"),
+    ({"0.weight": torch.full((3, 2), float("nan"))}, "NaN or inf"),
+])
+def test_bad_state_dicts_are_input_errors_naming_the_file(tmp_path, state, match):
+    p = tmp_path / "bad.pt"
+    torch.save(state, p)
+    with pytest.raises(InputError, match=match) as info:
+        load(p)
+    assert str(info.value).startswith(str(p))
+
+
+def test_stored_data_must_match_the_input(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, W0=np.ones((3, 2)), b0=np.zeros(3), center=np.array([0.0, np.nan]))
+    with pytest.raises(InputError, match="'center' contains NaN"):
+        load_problem(p)

@@ -1084,6 +1084,8 @@ def cli_run(args: argparse.Namespace) -> int:
     if not 0 <= args.label < net.output_dim:
         raise InputError(f"--label {args.label} is out of range: the network has "
                          f"{net.output_dim} outputs")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     cert = certify(net, center, args.label, device=args.device, rel_tol=args.tol,
                    attack=not args.no_attack, restarts=args.restarts, steps=args.steps,
                    lower=not args.no_lower, seed=args.seed)

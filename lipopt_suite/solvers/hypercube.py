@@ -551,6 +551,8 @@ def cli_configure(parser: argparse.ArgumentParser) -> None:
 def cli_run(args: argparse.Namespace) -> int:
     from ..bound import to_jsonable
 
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     rep = lipcst_report(args.nodes, args.p, args.seed, weighted=args.weighted,
                         time_limit=args.time_limit)
     if args.json:

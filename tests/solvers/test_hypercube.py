@@ -200,6 +200,8 @@ def test_cli_lipcst(capsys):
     assert "max-cut" in capsys.readouterr().out
     assert main(["lipcst", "--nodes", "0"]) == 2
     assert "between 2" in capsys.readouterr().err
+    assert main(["lipcst", "--nodes", "4", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("left, width", [(0.0, 1e-9), (1000.0, 1e-6)])
