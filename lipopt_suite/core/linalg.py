@@ -247,6 +247,13 @@ def dense_spectral_bounds(W: np.ndarray | torch.Tensor, *, device: Any = None,
     W64 = as_tensor(W, device=device)
     if W64.numel() == 0 or float(W64.abs().max()) == 0.0:
         return NormBounds(0.0, 0.0, True, "zero")
+    # scale by a power of two (exact) so that the Gram matrix neither underflows nor overflows
+    k = math.frexp(float(W64.abs().max()))[1]
+    if abs(k) > 64:
+        nb = dense_spectral_bounds(W64 * 2.0**-k, device=device, estimate_dtype=estimate_dtype)
+        upper = math.ldexp(nb.upper, k)
+        return NormBounds(math.ldexp(nb.lower, k), upper if upper > 0 else math.ulp(0.0),
+                          nb.certified, nb.how, {**nb.details, "scaled_by_2^": -k})
     sigma, v, how = _estimate_dense(W64.to(estimate_dtype))
     lower = 0.0
     if v is not None:
@@ -530,9 +537,13 @@ def frobenius_norm(layer: Layer, in_shape: tuple[int, ...]) -> float:
     """Frobenius norm of a linear layer's matrix (for convolutions: each tap weighted by the
     number of output positions where it meets a real, non-padding input)."""
     if isinstance(layer, Affine):
-        return float(np.linalg.norm(layer.W))
+        # scaled by a power of two (exact) so that the sum of squares cannot underflow
+        k = math.frexp(float(np.abs(layer.W).max(initial=0.0)))[1]
+        return math.ldexp(float(np.linalg.norm(layer.W * 2.0**-k)), k)
     if isinstance(layer, (Conv2d, AvgPool2d)):
         weight, stride, padding = _conv_weight(layer, in_shape)
+        e = math.frexp(float(weight.abs().max()))[1] if weight.numel() else 0
+        weight = weight * 2.0**-e
         counts = []
         for ax in range(2):
             size, k = in_shape[1 + ax], weight.shape[2 + ax]
@@ -542,5 +553,5 @@ def frobenius_norm(layer: Layer, in_shape: tuple[int, ...]) -> float:
         mult = counts[0][:, None] * counts[1][None, :]
         total = float(((weight ** 2) * mult).sum())
         channels = in_shape[0] if isinstance(layer, AvgPool2d) else 1
-        return math.sqrt(total * channels)
+        return math.ldexp(math.sqrt(total * channels), e)
     raise UnsupportedError(f"no Frobenius norm for layer {type(layer).__name__}")

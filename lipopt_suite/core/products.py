@@ -23,7 +23,7 @@ def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None,
     per layer).
     """
     shapes = net.shapes()
-    value, factors = 1.0, []
+    factors: list[float] = []
     for i, layer in enumerate(net.layers):
         if isinstance(layer, (Affine, Conv2d, AvgPool2d)):
             f = frobenius_norm(layer, shapes[i]) * (1 + 1e-12)
@@ -34,9 +34,19 @@ def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None,
         else:
             f = 1.0
         factors.append(f)
-        value *= f
+    value = rounded_up_product(factors)
     return Bound("frobenius", "upper", value, norm, certified=True,
                  details={"factors": factors})
+
+
+def rounded_up_product(factors: list[float]) -> float:
+    """A float >= the exact product of non-negative factors: each multiplication rounds by
+    at most half an ulp, and a product that underflows to 0 becomes the least positive
+    float."""
+    value = math.prod(factors)
+    if value == 0.0 and factors and all(f > 0 for f in factors):
+        return math.ulp(0.0)
+    return value * (1 + 2 * len(factors) * 2.0**-53) if math.isfinite(value) else value
 
 
 @method("autolip", kind="upper", norms=("2", "inf", "1"), domain="never",
@@ -53,7 +63,7 @@ def autolip(net: Network, *, norm: str = "2", domain: Domain | None = None,
     Guarantee: certified upper bound on the global l_p constant.
     """
     bounds = network_layer_bounds(net, norm, device=device)
-    upper = math.prod(b.upper for b in bounds)
+    upper = rounded_up_product([b.upper for b in bounds])
     estimate = math.prod(b.lower for b in bounds)
     return Bound("autolip", "upper", upper, norm, certified=all(b.certified for b in bounds),
                  details={"factors": [b.upper for b in bounds],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -28,3 +30,15 @@ def test_autolip_product_of_factors():
     assert b.value == pytest.approx(np.prod(b.details["factors"]))
     ws, _, _ = net.mlp()
     assert b.value >= np.prod([np.linalg.norm(W, 2) for W in ws])
+
+
+def test_products_round_up_and_never_underflow_to_zero():
+    from lipopt_suite.core.products import rounded_up_product
+
+    assert rounded_up_product([1e-200, 1e-200, 1e-200]) > 0.0
+    factors = [1.1, 1.3, 0.7, 3.1]
+    assert rounded_up_product(factors) >= math.prod(factors)
+    assert rounded_up_product([]) == 1.0
+    tiny = Network.from_mlp([np.full((2, 2), 1e-200), np.full((1, 2), 1e-200)])
+    assert estimate(tiny, "autolip").value > 0.0
+    assert estimate(tiny, "frobenius").value > 0.0
