@@ -10,7 +10,7 @@ import pytest
 from lipopt_suite import UnsupportedError, estimate
 from lipopt_suite.harness.nets import random_cnn, random_mlp
 
-# SeqLip's reported value carries a 1e-9 relative margin per layer (SVD_MARGIN).
+# SeqLip adds the proven defects of its floating-point SVDs (about 1e-13 relative here).
 SEQLIP_RTOL = 1e-8
 
 
@@ -66,3 +66,19 @@ def test_time_limit_falls_back_to_an_upper_bound():
     full = estimate(net, "seqlip")
     assert fast.status == "timeout" and fast.certified
     assert fast.value >= full.value * (1 - SEQLIP_RTOL)
+
+
+def test_svd_defects_are_measured_and_a_poor_factorisation_inflates_the_bound():
+    from lipopt_suite.core.seqlip import _factors, _svd_certified_value
+
+    net = random_mlp([3, 6, 4, 2], seed=5)
+    weights, _, _ = net.mlp()
+    svds = _factors(weights)
+    factors = [1.0, 1.0]
+    tight, d = _svd_certified_value(weights, svds, factors, [1.0, 1.0])
+    assert 0 < d["relative_inflation"] < 1e-10
+    # perturb one factorisation by 1e-3: the residual must show up in the bound
+    U, S, Vh = svds[1]
+    loose, d2 = _svd_certified_value(weights, [svds[0], (U, S * (1 + 1e-3), Vh), svds[2]],
+                                     factors, [1.0, 1.0])
+    assert loose > tight * (1 + 1e-4) and max(d2["residuals"]) > 1e-4
