@@ -14,13 +14,13 @@ from lipopt_suite.harness.nets import random_mlp
 from lipopt_suite.io import load
 from lipopt_suite.solvers.lipsdp import certify_multipliers, network_data
 
+from .sandwich import check_between_ascent_and_autolip, check_between_exact_and_autolip
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lipsdp_random.npz"
 # LipSDP-Layer on the fixture, as printed in the LipSDP README (3 decimals).
 PUBLISHED_LAYER = 39.839
 # certificate margins (CERT_REL_MARGIN, FINAL_SLACK) are far below this
 CERT_REL = 1e-6
-# regions computes the exact constant from float64 SVDs
-EXACT_REL = 1e-9
 
 
 def test_identity_relu_is_exact():
@@ -53,19 +53,12 @@ def test_two_layer_closed_form():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_sandwich(seed):
-    net = random_mlp([2, 7, 6, 5, 2], seed=seed)
-    b = estimate(net, "eclipse-fast")
-    assert b.certified
-    assert estimate(net, "regions").value * (1 - EXACT_REL) <= b.value
-    assert b.value <= estimate(net, "autolip").value
+    check_between_exact_and_autolip("eclipse-fast", [2, 7, 6, 5, 2], seed)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "leaky_relu"])
 def test_other_activations(activation):
-    net = random_mlp([3, 8, 8, 2], seed=1, activation=activation)
-    b = estimate(net, "eclipse-fast")
-    assert b.certified
-    assert estimate(net, "gradient-ascent").value <= b.value <= estimate(net, "autolip").value
+    check_between_ascent_and_autolip("eclipse-fast", activation, 1)
 
 
 def test_multipliers_are_a_feasible_lipsdp_layer_point():

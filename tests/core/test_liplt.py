@@ -7,12 +7,11 @@ import pytest
 
 from lipopt_suite import Network, estimate
 from lipopt_suite.errors import InputError
-from lipopt_suite.harness.nets import random_mlp
+
+from .sandwich import check_between_ascent_and_autolip, check_between_exact_and_autolip
 
 # certified spectral bounds exceed the SVD value by ~1e-9 relative (CERT_SLACK_EXACT)
 NORM_REL = 1e-8
-# regions computes the exact constant from float64 SVDs
-EXACT_REL = 1e-9
 
 
 def test_two_layer_formula():
@@ -38,19 +37,12 @@ def test_linear_activation_gives_the_product_norm():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_sandwich(seed):
-    net = random_mlp([2, 8, 6, 5, 2], seed=seed)
-    b = estimate(net, "liplt")
-    assert b.certified
-    assert estimate(net, "regions").value * (1 - EXACT_REL) <= b.value
-    assert b.value <= estimate(net, "autolip").value
+    check_between_exact_and_autolip("liplt", [2, 8, 6, 5, 2], seed)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "leaky_relu"])
 def test_other_activations(activation):
-    net = random_mlp([3, 8, 8, 2], seed=2, activation=activation)
-    b = estimate(net, "liplt")
-    assert b.certified
-    assert estimate(net, "gradient-ascent").value <= b.value <= estimate(net, "autolip").value
+    check_between_ascent_and_autolip("liplt", activation, 2)
 
 
 def test_single_layer_and_options():
