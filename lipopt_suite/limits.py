@@ -60,3 +60,32 @@ def call_with_limit(fn: Callable[..., Any], *args: Any, time_limit: float | None
         code = proc.exitcode
         out = Outcome("error", None, f"worker process died (exit code {code})")
     return out
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (Linux: /proc/self/clear_refs, value 5).
+
+    A process started by fork + exec inherits its parent's peak in ru_maxrss, so a child
+    that measures its own peak resets it first. Returns False where this is not possible.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process since start or the last `reset_peak_rss`, MiB
+    (VmHWM on Linux; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -14,7 +14,6 @@ so that its peak memory is its own.
 
 from __future__ import annotations
 
-import resource
 import time
 from typing import Any
 
@@ -24,7 +23,9 @@ TITLE = "sigma_max: dense 5000x5000 vs numpy SVD; 64-channel 3x3 conv on 224x224
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+    from ..limits import peak_rss_mb
+
+    return peak_rss_mb() / 1024.0
 
 
 def dense(n: int) -> dict[str, Any]:
@@ -73,8 +74,10 @@ def _conv_job(size: int, channels: int, part: str) -> dict[str, Any]:
     import torch
 
     from ..core import linalg
+    from ..limits import reset_peak_rss
     from ..network import Conv2d
 
+    reset_peak_rss()  # this child's own peak, not the parent's inherited one
     torch.set_num_threads(2)
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn((channels, channels, 3, 3), generator=gen, dtype=torch.float64)

@@ -1,8 +1,8 @@
 """LipSDP benchmark: the 784-50-10 LipSDP fixture, and chordal vs monolithic on deep nets.
 
 Every solve runs in its own spawned process with a hard time limit, so its peak resident
-memory (ru_maxrss of that process, native allocations included) is measured alone and a
-solve past the budget costs the budget and no more.
+memory (VmHWM of that process, reset at its start; native allocations included) is measured
+alone and a solve past the budget costs the budget and no more.
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ def _network(spec: Any) -> Any:
 
 def measure(spec: Any, method_name: str, options: dict[str, Any]) -> dict[str, Any]:
     """One bound in this (child) process: figures and this process's peak memory."""
-    import resource
-
+    from ..limits import peak_rss_mb, reset_peak_rss
     from ..registry import estimate
+
+    reset_peak_rss()  # this child's own peak, not the parent's inherited one
 
     net = _network(spec)
     start = time.perf_counter()
     b = estimate(net, method_name, **options)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mb = peak_rss_mb()
     d = b.details
     return {"value": b.value, "certified": b.certified, "status": b.status,
             "seconds": seconds, "peak_rss_mb": peak_mb, "raw_value": d.get("raw_value"),
