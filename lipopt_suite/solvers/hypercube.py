@@ -72,7 +72,7 @@ class PatternSearch:
     lower: float
     pattern: np.ndarray  # activation pattern (all l neurons) at `point`, attaining `lower`
     point: np.ndarray  # an input in the interior of that pattern's region
-    complete: bool  # False when the time limit stopped the search
+    complete: bool  # False when the time limit stopped the search, or slivers > 0
     reachable: str  # "all" (full row rank) or "regions" (LP-checked)
     nodes: int
     patterns: int  # complete patterns whose norm was evaluated
@@ -415,8 +415,8 @@ def hypercube(net: Network, *, norm: str = "2", domain: Domain | None = None,
     details["incumbent"] = res.lower
     if res.slivers:
         details["message"] = (
-            "a region too thin to resolve (relative width < 1e-9) may hold a larger slope: "
-            "the value is the proven upper bound, the incumbent a lower bound")
+            f"a region too thin to resolve (relative width < {FULL_DIM_RADIUS:g}) may hold a "
+            "larger slope: the value is the proven upper bound, the incumbent a lower bound")
         return Bound("hypercube", "upper", res.upper, norm, certified=True,
                      status="inaccurate", details=details)
     return Bound("hypercube", "upper", res.upper, norm, certified=True, status="timeout",
