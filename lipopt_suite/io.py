@@ -67,14 +67,15 @@ def load_problem(path: str | Path, *, activation: str | None = None
         net.validate()
     except InputError as exc:
         raise type(exc)(f"{p}: {exc}") from None
-    n = net.input_dim
-    for key, arr in extras.items():
-        rows_ok = arr.ndim == 2 and arr.shape[1] == n if key == "X" else arr.size == n
-        if not rows_ok:
-            want = f"(k, {n})" if key == "X" else f"{n} entries"
-            raise InputError(f"{p}: '{key}' has shape {arr.shape}, expected {want}")
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{p}: '{key}' contains NaN or inf")
+    if "X" in extras:
+        net.points(extras["X"], f"{p}: 'X'")
+    if "center" in extras:
+        center = extras["center"]
+        if center.size != net.input_dim:
+            raise InputError(f"{p}: 'center' has shape {center.shape}, expected "
+                             f"{net.input_dim} entries")
+        if not np.all(np.isfinite(center)):
+            raise InputError(f"{p}: 'center' contains NaN or inf")
     return net, extras
 
 

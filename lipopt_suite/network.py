@@ -312,6 +312,24 @@ class Network:
     def input_dim(self) -> int:
         return int(np.prod(self.input_shape))
 
+    def points(self, X: Any, what: str = "X") -> np.ndarray:
+        """Input points as a finite float64 matrix (k, input_dim): rows of input_dim values,
+        arrays of the input shape, or one such point; anything else is an InputError naming
+        `what`."""
+        try:
+            P = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{what} is not a numeric array") from None
+        n = self.input_dim
+        if P.shape in ((n,), tuple(self.input_shape)):  # one point
+            P = P.reshape(1, n)
+        if P.ndim < 2 or P.shape[1:] not in ((n,), tuple(self.input_shape)):
+            raise InputError(f"{what} has shape {P.shape}; expected rows of {n} columns "
+                             f"or arrays of the input shape {tuple(self.input_shape)}")
+        if not np.all(np.isfinite(P)):
+            raise InputError(f"{what} contains NaN or inf")
+        return P.reshape(-1, n)
+
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.shapes()[-1]

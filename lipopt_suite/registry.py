@@ -140,13 +140,11 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
 NON_NEGATIVE_OPTIONS = ("seed", "explicit_max", "dense_gram_max")
 
 
-def check_option_values(info: MethodInfo, options: dict[str, Any], input_dim: int) -> None:
+def check_option_values(info: MethodInfo, options: dict[str, Any], net: Network) -> None:
     """Type and range of each option, from the method's annotations: integers and floats
     finite and positive (seeds and a few limits may be 0), flags boolean, names strings, and
-    data points `X` a finite matrix with one column per network input."""
+    data points `X` finite inputs of the network (`Network.points`)."""
     import inspect
-
-    import numpy as np
 
     params = inspect.signature(info.fn).parameters
     for key, value in options.items():
@@ -156,13 +154,7 @@ def check_option_values(info: MethodInfo, options: dict[str, Any], input_dim: in
         ann = str(p.annotation).replace(" ", "")
         where = f"{info.name}: option {key}"
         if key == "X":
-            try:
-                X = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise InputError(f"{where} is not a numeric matrix") from None
-            if X.ndim != 2 or X.shape[1] != input_dim or not np.all(np.isfinite(X)):
-                raise InputError(f"{where} must be a finite matrix with {input_dim} columns, "
-                                 f"got shape {X.shape}")
+            net.points(value, where)
             continue
         base = ann.split("|")[0]
         if base == "bool":
@@ -189,7 +181,7 @@ def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain 
     norm = check_norm(norm)
     net.validate()
     check_applicable(info, net, norm, domain, options)
-    check_option_values(info, options, net.input_dim)
+    check_option_values(info, options, net)
     start = time.perf_counter()
     bound = info.fn(net, norm=norm, domain=domain, **options)
     elapsed = time.perf_counter() - start

@@ -72,3 +72,15 @@ def test_validate_rejects_bad_networks(bad, match):
 def test_mlp_view_rejects_convolutions():
     with pytest.raises(UnsupportedError, match="not an MLP"):
         random_cnn().mlp()
+
+
+def test_points_accept_rows_images_and_one_point_and_refuse_the_rest():
+    cnn = random_cnn(seed=0)
+    shape, n = cnn.input_shape, cnn.input_dim
+    assert cnn.points(np.zeros((3, n))).shape == (3, n)
+    assert cnn.points(np.zeros((3, *shape))).shape == (3, n)
+    assert cnn.points(np.zeros(n)).shape == (1, n)
+    with pytest.raises(InputError, match="columns"):
+        cnn.points(np.zeros((3, n + 1)))
+    with pytest.raises(InputError, match="NaN"):
+        cnn.points(np.full((2, n), np.nan))

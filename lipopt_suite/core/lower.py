@@ -298,9 +298,7 @@ def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any 
     Reference: the "Data" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
     Guarantee: certified lower bound with witness pair (x, y).
     """
-    P = np.asarray(X, np.float64).reshape(-1, net.input_dim)
-    if not np.all(np.isfinite(P)):
-        raise InputError("data points X contain NaN or inf")
+    P = net.points(X, "data points X")
     space = _space(net, domain, P, None)
     P = P[space.contains(P)]
     return _lower_bound("data", net, norm, domain, P, _scores(net, P, norm, space, device),
