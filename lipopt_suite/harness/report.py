@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import InputError
 from .problems import DESIGN_METHODS, SCAMAN_COLUMNS, SCAMAN_LAYERS, SERIES_AXIS
-from .runner import RECORDS
+from .runner import RECORDS, Store
 
 QUANTITY_ORDER = {"anchored": 0, "local": 1, "global": 2}
 # Two certified values computed independently in float64 may differ by a few ulps where
@@ -632,31 +632,13 @@ def _check_record(rec: Any, where: str) -> None:
             raise InputError(f"{where}: field {key!r} is not a number ({r!r})")
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a records.jsonl, checked line by line: a corrupt line is an error
-    naming it. Only an unterminated last line (a run killed while writing, which the next
-    `lipopt compare` repairs) is skipped. The first record per key counts."""
-    lines = path.read_bytes().split(b"\n")
-    records, seen = [], set()
-    for i, line in enumerate(lines[:-1], 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{path}:{i}: not a JSON record") from None
-        _check_record(rec, f"{path}:{i}")
-        if rec["key"] not in seen:
-            seen.add(rec["key"])
-            records.append(rec)
-    return records
-
-
 def load_results(out: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     out = Path(out)
     if not (out / RECORDS).exists():
         raise InputError(f"{out}: no {RECORDS} (run `lipopt compare --out {out}` first)")
-    records = read_records(out / RECORDS)
+    # strict: a corrupt line is an error naming it (an unterminated last one, from a
+    # run killed while writing, is skipped; the next `lipopt compare` repairs it)
+    records = Store(out).load(repair=False, check=_check_record)
     problems: dict[str, Any] = {}
     path = out / "problems.json"
     if path.exists():

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -414,9 +414,12 @@ class Store:
             raise InputError(f"{self.dir}: another run is writing this results directory"
                              ) from None
 
-    def load(self, *, repair: bool = True) -> list[dict[str, Any]]:
+    def load(self, *, repair: bool = True,
+             check: Callable[[Any, str], None] | None = None) -> list[dict[str, Any]]:
         """Every complete record (first one per key); a torn or corrupt line is dropped and,
-        with `repair`, removed from the file."""
+        with `repair`, removed from the file. With `check` (called as check(record,
+        "FILE:LINE"), raising on a bad record) a complete line that is not JSON is an
+        InputError naming it; only an unterminated last line is still skipped."""
         if not self.path.exists():
             return []
         raw = self.path.read_bytes()
@@ -426,12 +429,18 @@ class Store:
         lines = raw.split(b"\n")
         if lines[-1]:
             clean = False  # a last line without its newline: the write was cut short
-        for line in lines[:-1]:
+        for number, line in enumerate(lines[:-1], 1):
+            if check is not None and not line.strip():
+                continue
             try:
                 rec = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
+                if check is not None:
+                    raise InputError(f"{self.path}:{number}: not a JSON record") from None
                 clean = False
                 continue
+            if check is not None:
+                check(rec, f"{self.path}:{number}")
             if not isinstance(rec, dict) or "key" not in rec or rec["key"] in seen:
                 clean = False
                 continue
