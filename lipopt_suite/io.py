@@ -467,6 +467,7 @@ def _load_onnx(p: Path) -> Network:
     for node in graph.node:
         op = node.op_type
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        _check_onnx_attrs(p, node, attrs)
         if op == "Gemm":
             W = init[node.input[1]]
             W = W if attrs.get("transB", 0) else W.T
@@ -503,7 +504,13 @@ def _load_onnx(p: Path) -> Network:
             pads = attrs.get("pads", [0, 0, 0, 0])
             layers.append(MaxPool2d(attrs["kernel_shape"], attrs.get("strides", [1, 1]),
                                     pads[:2]))
-        elif op in ("Flatten", "Reshape"):
+        elif op == "Flatten":
+            layers.append(Flatten())
+        elif op == "Reshape":
+            target = init.get(node.input[1]) if len(node.input) > 1 else None
+            if target is None or target.size != 2 or np.any(target == 0):
+                raise UnsupportedError(f"{p}: Reshape node {node.name!r} is not a flatten to "
+                                       "(batch, features)")
             layers.append(Flatten())
         elif op in ("Identity", "Dropout", "Constant"):
             continue
@@ -512,3 +519,57 @@ def _load_onnx(p: Path) -> Network:
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     shape = tuple(d for d in dims[1:] if d > 0) if len(dims) > 1 else tuple(dims)
     return Network(tuple(layers), shape)
+
+
+# ONNX attributes whose other values would change the function: refused, never ignored.
+ONNX_REQUIRED_ATTRS = {"group": 1, "transA": 0, "ceil_mode": 0}
+
+
+def _check_onnx_attrs(p: Path, node: Any, attrs: dict[str, Any]) -> None:
+    for name, value in ONNX_REQUIRED_ATTRS.items():
+        if name in attrs and attrs[name] != value:
+            raise UnsupportedError(f"{p}: {node.op_type} node {node.name!r} has {name}="
+                                   f"{attrs[name]!r} (only {value} is supported)")
+    if any(int(d) != 1 for d in attrs.get("dilations", [])):
+        raise UnsupportedError(f"{p}: {node.op_type} node {node.name!r} is dilated "
+                               f"({list(attrs['dilations'])}); not supported")
+    pad = attrs.get("auto_pad", b"NOTSET")
+    pad = pad.decode() if isinstance(pad, bytes) else str(pad)
+    if pad not in ("NOTSET", ""):
+        raise UnsupportedError(f"{p}: {node.op_type} node {node.name!r} uses auto_pad={pad}; "
+                               "give explicit pads")
+
+
+def load_center(path: str | Path, input_dim: int) -> np.ndarray:
+    """A centre point from a .npy file, or the 'center' array of an .npz (never unpickled),
+    as a finite float64 vector of `input_dim` entries."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    try:
+        arr = np.load(p, allow_pickle=False)
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            with arr:
+                if "center" not in arr.files:
+                    raise InputError(f"{p}: no 'center' array in the .npz")
+                arr = arr["center"]
+        if not isinstance(arr, np.ndarray):
+            raise InputError(f"{p}: 'center' is not a .npy array")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy raises varied errors on bad files
+        if "pickle" in str(exc).lower():
+            raise InputError(f"{p}: not a plain .npy/.npz array (reading it would need "
+                             "unpickling; refused)") from None
+        raise InputError(f"{p}: cannot read centre ({' '.join(str(exc).split())})") from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{p}: centre is not numeric (dtype {arr.dtype})")
+    if arr.size != input_dim:
+        raise InputError(f"{p}: centre has {arr.size} entries, the network input has "
+                         f"{input_dim}")
+    arr = arr.astype(np.float64).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{p}: centre contains NaN or inf")
+    return arr
+
+

@@ -8,9 +8,9 @@ read-only. Activations carry their slope bounds [alpha, beta].
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from .errors import InputError, UnsupportedError
 # entries must stay inside float64.
 MAX_ABS = 1e100
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+T = TypeVar("T")
 
 
 def _frozen(a: Any) -> np.ndarray:
@@ -162,6 +163,23 @@ Layer = Union[Affine, Conv2d, Activation, MaxPool2d, AvgPool2d, Flatten]  # noqa
 LINEAR_TYPES = (Affine, Conv2d, AvgPool2d)
 
 
+def _layer_repr(layer: Layer) -> str:
+    """One line per layer: type, shapes and settings, never the weights themselves."""
+    if isinstance(layer, Affine):
+        return f"Affine({layer.W.shape[1]} -> {layer.W.shape[0]})"
+    if isinstance(layer, Conv2d):
+        oc, ic, kh, kw = layer.weight.shape
+        return (f"Conv2d({ic} -> {oc}, kernel {kh}x{kw}, stride {layer.stride}, "
+                f"padding {layer.padding})")
+    if isinstance(layer, Activation):
+        extra = f", negative_slope={layer.negative_slope:g}" if layer.name == "leaky_relu" else ""
+        return f"Activation({layer.name}{extra})"
+    if isinstance(layer, Pool2d):
+        return (f"{type(layer).__name__}(kernel {layer.kernel}, stride {layer.stride}, "
+                f"padding {layer.padding})")
+    return f"{type(layer).__name__}()"
+
+
 def _describe(index: int, layer: Layer, ordinal: dict[int, int]) -> str:
     name = getattr(layer, "type_name", type(layer).__name__)
     if isinstance(layer, Activation):
@@ -173,11 +191,16 @@ def _describe(index: int, layer: Layer, ordinal: dict[int, int]) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """An immutable feed-forward network: layers in order and the shape of one input."""
+    """An immutable feed-forward network: layers in order and the shape of one input.
+
+    Values derived from the weights alone (shapes, the MLP view, torch modules, certified
+    layer norms, region enumerations) are memoised on the network through `memo`, each
+    under the name of the module that computes it; only that module reads its entries.
+    """
 
     layers: tuple[Layer, ...]
     input_shape: tuple[int, ...]
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -214,6 +237,29 @@ class Network:
                 layers.append(Activation(acts[k], negative_slope))
         return cls(tuple(layers), (weights[0].shape[1],))
 
+    def memo(self, owner: str, key: Hashable, compute: Callable[[], T], *,
+             keep: Callable[[T], bool] | None = None) -> T:
+        """`compute()` once per (owner, key) for this network: the value is a function of the
+        (immutable) weights, so it is kept and returned again. `owner` is the computing
+        module's `__name__`; `keep(value)` False leaves an incomplete value uncached."""
+        full = (owner, key)
+        if full in self._memo:
+            return self._memo[full]
+        value = compute()
+        if keep is None or keep(value):
+            self._memo[full] = value
+        return value
+
+    def memoised(self, owner: str, key: Hashable) -> bool:
+        """Whether `memo(owner, key, ...)` has a value kept for this network."""
+        return (owner, key) in self._memo
+
+    def __repr__(self) -> str:
+        lines = [f"Network(input_shape={self.input_shape}, {len(self.layers)} layers:"]
+        for i, layer in enumerate(self.layers):
+            lines.append(f"  {i}: {_layer_repr(layer)}")
+        return "\n".join(lines) + ")"
+
     # ------------------------------------------------------------------ shapes
     def _ordinals(self) -> dict[int, int]:
         """Index of each affine/conv layer among the weight layers (W0, W1, ...)."""
@@ -226,9 +272,7 @@ class Network:
 
     def shapes(self) -> list[tuple[int, ...]]:
         """Shape of one sample before the first layer and after each layer."""
-        if "shapes" not in self._cache:
-            self._cache["shapes"] = self._compute_shapes()
-        return list(self._cache["shapes"])
+        return list(self.memo(__name__, "shapes", self._compute_shapes))
 
     def _compute_shapes(self) -> list[tuple[int, ...]]:
         ordinal = self._ordinals()
@@ -366,8 +410,9 @@ class Network:
     def mlp(self) -> tuple[list[np.ndarray], list[np.ndarray], list[Activation]]:
         """(weights, biases, activations) of an MLP: affine layers with one activation between
         consecutive ones. Raises UnsupportedError naming the first layer that does not fit."""
-        if "mlp" in self._cache:
-            return self._cache["mlp"]
+        return self.memo(__name__, "mlp", self._compute_mlp)
+
+    def _compute_mlp(self) -> tuple[list[np.ndarray], list[np.ndarray], list[Activation]]:
         layers = list(self.layers)
         if len(self.input_shape) != 1:
             raise UnsupportedError(f"not an MLP: input shape {self.input_shape} is not flat")
@@ -390,7 +435,6 @@ class Network:
                     "(this method needs Linear/activation layers only)")
         if expect_affine:
             raise UnsupportedError("not an MLP: the network must end with an affine layer")
-        self._cache["mlp"] = (weights, biases, acts)
         return weights, biases, acts
 
     def describe(self) -> str:
@@ -408,12 +452,15 @@ class Network:
     def to_torch(self, device: Any = None, dtype: Any = None):
         """An nn.Sequential computing the same function on batches (B, *input_shape)."""
         import torch
-        from torch import nn
 
         dtype = dtype or torch.float64
-        key = ("torch", str(device), str(dtype))
-        if key in self._cache:
-            return self._cache[key]
+        return self.memo(__name__, ("torch", str(device), str(dtype)),
+                         lambda: self._build_torch(device, dtype))
+
+    def _build_torch(self, device: Any, dtype: Any):
+        import torch
+        from torch import nn
+
         self.validate()
         mods: list[nn.Module] = []
         for layer in self.layers:
@@ -439,7 +486,6 @@ class Network:
         module = nn.Sequential(*mods).to(device=device, dtype=dtype).eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        self._cache[key] = module
         return module
 
     def __call__(self, x: Any) -> np.ndarray:

@@ -136,6 +136,27 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
                              f"'{need}' in the network's .npz file)")
 
 
+# parameters of every method that are not options
+NOT_OPTIONS = ("net", "norm", "domain")
+
+
+def option_names(info: MethodInfo) -> list[str]:
+    """The options a method takes: its keyword parameters besides net, norm and domain."""
+    import inspect
+
+    return [k for k, p in inspect.signature(info.fn).parameters.items()
+            if k not in NOT_OPTIONS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def check_option_names(info: MethodInfo, options: dict[str, Any]) -> None:
+    """InputError naming the first option the method does not take, and the valid ones."""
+    valid = option_names(info)
+    for key in options:
+        if key not in valid:
+            raise InputError(f"method {info.name} has no option {key!r} "
+                             f"(options: {', '.join(valid) or 'none'})")
+
+
 # numeric options that may be zero (all others must be positive)
 NON_NEGATIVE_OPTIONS = ("seed", "explicit_max", "dense_gram_max")
 
@@ -180,6 +201,7 @@ def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain 
     info = get(method_name)
     norm = check_norm(norm)
     net.validate()
+    check_option_names(info, options)
     check_applicable(info, net, norm, domain, options)
     check_option_values(info, options, net)
     start = time.perf_counter()

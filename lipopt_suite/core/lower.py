@@ -24,8 +24,8 @@ import torch
 from ..bound import Bound, Domain
 from ..errors import InputError, UnsupportedError
 from ..network import Network
+from ..numerics.spectral import as_tensor
 from ..registry import method
-from .linalg import as_tensor
 
 # Relative safety margin on top of the rigorous floating-point error term of a secant.
 SECANT_MARGIN = 1e-12

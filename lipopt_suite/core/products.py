@@ -14,8 +14,7 @@ from .linalg import frobenius_norm, network_layer_bounds
 
 @method("frobenius", kind="upper", norms=("2",), domain="never",
         summary="product of the layers' Frobenius norms (and activation slopes)")
-def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None,
-              **options: Any) -> Bound:
+def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """Product of Frobenius norms: ||W||_2 <= ||W||_F for every linear layer.
 
     Reference: the naive bound reported beside AutoLip by Scaman & Virmaux (NeurIPS 2018).
@@ -52,7 +51,7 @@ def rounded_up_product(factors: list[float]) -> float:
 @method("autolip", kind="upper", norms=("2", "inf", "1"), domain="never",
         summary="AutoLip: product of certified layer operator norms")
 def autolip(net: Network, *, norm: str = "2", domain: Domain | None = None,
-            device: Any = None, **options: Any) -> Bound:
+            device: Any = None) -> Bound:
     """AutoLip for sequential networks: the product of each layer's Lipschitz constant.
 
     Reference: Scaman & Virmaux, "Lipschitz regularity of deep neural networks: analysis and

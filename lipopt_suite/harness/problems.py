@@ -10,7 +10,6 @@ harness runs (`lipopt compare --preset NAME`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import shutil
@@ -325,7 +324,7 @@ def _gen_constrained(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]
 
 
 def _gen_lipcst(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
-    from ..solvers.hypercube import lipcst_instance  # lands with the hypercube method
+    from ..solvers.lipcst import lipcst_instance
 
     net, _graph = lipcst_instance(params["nodes"], p=params.get("p", 0.5),
                                   seed=params.get("seed", 0),
@@ -630,15 +629,5 @@ def get_preset(name: str) -> Preset:
 
 
 # --------------------------------------------------------------------------------- CLI
-def cli_configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=str(DEFAULT_ROOT),
-                        help="directory to write the problems and manifest.toml into")
-    parser.add_argument("--only", default=None,
-                        help="comma-separated problem names or families (default: all)")
 
 
-def cli_run(args: argparse.Namespace) -> int:
-    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    written = make_problems(args.out, only=only, echo=print)
-    print(f"{Path(args.out) / MANIFEST}: {len(written)} problems")
-    return 0

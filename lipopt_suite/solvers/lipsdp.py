@@ -488,7 +488,7 @@ def certify_multipliers(data: LMIData, multipliers: list[np.ndarray]) -> Certifi
 
 def _certify(data: LMIData, T: list[np.ndarray]) -> Certificate:
     if len(data.weights) == 1:
-        from ..core.linalg import dense_spectral_bounds
+        from ..numerics.spectral import dense_spectral_bounds
 
         nb = dense_spectral_bounds(data.weights[0])
         up = math.nextafter(nb.upper, math.inf)
