@@ -23,7 +23,17 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnsupportedError
-from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, Layer, MaxPool2d
+from ..network import (
+    Activation,
+    Affine,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Flatten,
+    GroupSort,
+    Layer,
+    MaxPool2d,
+)
 from ..numerics.rounding import UNIT_ROUNDOFF, abs_sum_upper
 from ..numerics.spectral import (
     CERT_SLACK_EXACT,
@@ -276,6 +286,14 @@ def layer_norm_bounds(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
     if isinstance(layer, Activation):
         lip = layer.lipschitz
         return NormBounds(lip, lip, True, "slope")
+    if isinstance(layer, BatchNorm):
+        # a diagonal map (each channel's scale repeated): its norm is the largest |scale|,
+        # exactly, in every l_p
+        val = float(np.abs(layer.scale).max(initial=0.0))
+        return NormBounds(val, val, True, "diagonal")
+    if isinstance(layer, GroupSort):
+        # a permutation of each group: ||sort(a) - sort(b)||_p <= ||a - b||_p for p >= 1
+        return NormBounds(1.0, 1.0, True, "sort")
     if isinstance(layer, MaxPool2d):
         # |max_W x - max_W y| <= max_W |x - y|; an element lies in at most `overlap`
         # windows (Avant & Morgansen, Theorem 3): sqrt(overlap) in l2, overlap in l1.

@@ -33,6 +33,8 @@ SECANT_MARGIN = 1e-12
 SECANT_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 # Elements of a Jacobian batch held at once (B * m * n).
 JACOBIAN_BATCH_ELEMENTS = 20_000_000
+# an upper bound on softplus(0) = ln 2 (0.693147...), for the absolute forward pass
+ABS_SOFTPLUS_AT_0 = 0.6931471805599454
 
 
 # ------------------------------------------------------------------------ Jacobians
@@ -94,16 +96,32 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
     A product W h computed in any summation order errs by at most gamma_n |W| |h|
     (Higham, Accuracy and Stability of Numerical Algorithms, 3.5); propagated through the
     later layers every such error stays below the absolute forward pass m = |W_K| ... |x|
-    (with |b| added, |act(z)| <= |z|, |sigmoid(z)| <= 1/2 + |z|/4), so the total error is
-    at most sum_k gamma_{n_k + 4} times m, inflated twofold for safety.
+    (with |b| added, and for an elementwise s: |s(z)| <= |s(0)| + Lip(s) |z|, e.g.
+    |sigmoid(z)| <= 1/2 + |z|/4, which also dominates the propagated errors), so the total
+    error is at most sum_k gamma_{n_k + 4} times m, inflated twofold for safety. On a graph
+    the absolute pass follows the nodes (a sum adds sum_i |c_i| m_i + |c|), so every path
+    from a node to the output is covered.
     """
     import torch.nn.functional as F
 
-    from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, MaxPool2d
+    from ..network import (
+        Activation,
+        Add,
+        Affine,
+        AvgPool2d,
+        BatchNorm,
+        Concat,
+        Conv2d,
+        Flatten,
+        GroupSort,
+        MaxPool2d,
+    )
 
-    m = torch.as_tensor(np.abs(np.asarray(X, np.float64))).reshape(-1, *net.input_shape)
+    values = [torch.as_tensor(np.abs(np.asarray(X, np.float64))).reshape(-1, *net.input_shape)]
     terms = 0.0
-    for layer in net.layers:
+    for node in net.as_nodes():
+        layer = node.op
+        m = values[node.inputs[0]]
         if isinstance(layer, Affine):
             m = m @ as_tensor(np.abs(layer.W)).T + as_tensor(np.abs(layer.b))
             terms += layer.W.shape[1] + 4
@@ -114,6 +132,12 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
         elif isinstance(layer, Activation):
             if layer.name == "sigmoid":
                 m = 0.5 + m / 4
+            elif layer.name == "softplus":
+                m = ABS_SOFTPLUS_AT_0 + m
+            elif layer.name == "cos":
+                m = 1.0 + m
+            elif layer.name == "leaky_relu":
+                m = max(1.0, abs(layer.negative_slope)) * m
             terms += 8  # elementary function error, a few ulps
         elif isinstance(layer, MaxPool2d):
             m = F.max_pool2d(m, layer.kernel, layer.stride, layer.padding)
@@ -122,6 +146,23 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
             terms += int(np.prod(layer.kernel)) + 4
         elif isinstance(layer, Flatten):
             m = m.flatten(1)
+        elif isinstance(layer, Add):
+            m = sum(abs(c) * values[i] for c, i in zip(layer.coeffs, node.inputs))
+            m = m + abs(layer.offset)
+            terms += 2 * len(node.inputs) + 2
+        elif isinstance(layer, Concat):
+            m = torch.cat([values[i] for i in node.inputs], dim=layer.axis + 1)
+        elif isinstance(layer, BatchNorm):
+            view = (-1,) + (1,) * (m.dim() - 2)
+            m = (m * as_tensor(np.abs(layer.scale)).reshape(view)
+                 + as_tensor(np.abs(layer.shift)).reshape(view))
+            terms += 4
+        elif isinstance(layer, GroupSort):
+            g = layer.group_size
+            grouped = m.reshape(m.shape[0], m.shape[1] // g, g, *m.shape[2:])
+            m = grouped.amax(dim=2, keepdim=True).expand_as(grouped).reshape(m.shape)
+        values.append(m)
+    m = values[-1]
     u = np.finfo(np.float64).eps / 2
     return 2.0 * terms * u * m.reshape(m.shape[0], -1).numpy()
 
@@ -201,9 +242,12 @@ def search_box(net: Network, *, X: np.ndarray | None = None, radius: float | Non
         pad = 0.1 * np.maximum(hi - lo, 1e-3)
         return lo - pad, hi + pad
     R = 1.0
-    first = net.layers[0] if net.layers else None
-    W = getattr(first, "W", None)
-    if W is not None:
+    # the affine nodes reading the input (a sequential network's first layer)
+    for node in net.as_nodes():
+        first = node.op
+        W = getattr(first, "W", None)
+        if W is None or node.inputs != (0,):
+            continue
         rows = np.linalg.norm(W, axis=1)
         ok = rows > 0
         if ok.any():
@@ -290,6 +334,7 @@ def _scores(net: Network, P: np.ndarray, norm: str, space: SearchSpace, device: 
 
 # ------------------------------------------------------------------------ methods
 @method("data", kind="lower", norms=("2", "inf", "1"), needs=("X",), anchored="optional",
+        graphs=True,
         summary="largest Jacobian norm over the data points X")
 def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any = None,
          device: Any = None, **options: Any) -> Bound:
@@ -305,7 +350,7 @@ def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any 
                         space)
 
 
-@method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
         summary="largest Jacobian norm (or secant) at random points")
 def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   samples: int = 2000, seed: int = 0, radius: float | None = None,
@@ -322,6 +367,7 @@ def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None
 
 
 @method("gradient-ascent", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+        graphs=True,
         summary="gradient ascent on secant ratios, several restarts")
 def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = None,
                     restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int = 0,
@@ -399,7 +445,7 @@ def _project_t(x: torch.Tensor, space: SearchSpace, lo: torch.Tensor, hi: torch.
     return torch.maximum(torch.minimum(x, hi), lo)
 
 
-@method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
         summary="simulated annealing (scipy dual_annealing) on the Jacobian norm")
 def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
               maxfun: int = 3000, seed: int = 0, radius: float | None = None, X: Any = None,
@@ -434,7 +480,7 @@ def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
 GRID_DEFAULT_POINTS = {1: 20_000, 2: 400, 3: 60}
 
 
-@method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
         summary="Jacobian norm on a regular grid (input dimension <= 3)")
 def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
          resolution: int | None = None, radius: float | None = None, X: Any = None,
@@ -458,7 +504,7 @@ def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
 
 
 @method("clever", kind="estimate", norms=("2", "inf", "1"), domain="required",
-        anchored="optional",
+        anchored="optional", graphs=True,
         summary="CLEVER: extreme-value estimate of the local constant (no guarantee)")
 def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
            batches: int = 50, batch_size: int = 64, seed: int = 0, device: Any = None,
