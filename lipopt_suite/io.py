@@ -1007,9 +1007,9 @@ def _load_nnet(p: Path) -> Network:
 # ---------------------------------------------------------------------------------- onnx
 def _load_onnx(p: Path) -> Network:
     """ONNX graphs of Gemm/MatMul/Add/Sub/Mul(by a constant)/Relu/LeakyRelu/Sigmoid/Tanh/
-    Softplus/Abs/Sin/Cos/Conv/MaxPool/AveragePool/GlobalAveragePool/BatchNormalization/
-    Concat/Flatten/Reshape nodes: a chain becomes a sequential network, anything with a
-    residual sum or a concatenation a computation graph."""
+    Softplus/Abs/Sin/Cos/Conv/MaxPool/AveragePool/GlobalAveragePool/ReduceMean (spatial)/
+    BatchNormalization/Concat/Flatten/Reshape nodes: a chain becomes a sequential network,
+    anything with a residual sum or a concatenation a computation graph."""
     try:
         import onnx
         from onnx import numpy_helper
@@ -1141,6 +1141,16 @@ def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
         if len(hw) != 2:
             raise UnsupportedError(f"{p}: {what} on an input of shape {b.shapes[x]}")
         return ("node", b.add(AvgPool2d(hw, hw), (x,), what))
+    if op == "ReduceMean":
+        x = tensor(0)
+        axes = attrs.get("axes", const(1) if len(args) > 1 else None)
+        shape = b.shapes[x]
+        axes = None if axes is None else tuple(sorted(int(a) % 4 for a in np.ravel(axes)))
+        if len(shape) != 3 or axes != (2, 3):
+            raise UnsupportedError(f"{p}: {what}: only the mean over the spatial axes (2, 3) "
+                                   "of (C, H, W) inputs is supported")
+        k = b.add(AvgPool2d(shape[1:], shape[1:]), (x,), what)
+        return ("node", k if attrs.get("keepdims", 1) else b.add(Flatten(), (k,), what))
     if op == "BatchNormalization":
         scale, bias, mean, var = (const(i) for i in range(1, 5))
         if any(v is None for v in (scale, bias, mean, var)):
