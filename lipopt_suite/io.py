@@ -127,7 +127,7 @@ def _numeric(arr: np.ndarray, name: str, p: Path) -> np.ndarray:
 def _load_npz(p: Path, activation: str | None) -> tuple[Network, dict[str, np.ndarray]]:
     data = _read_npz(p)
     ws = sorted(int(m.group(1)) for k in data if (m := re.fullmatch(r"W(\d+)", k)))
-    if not ws:
+    if not ws and "layers" not in data:  # a graph may hold no weights (f_w of the paper)
         raise InputError(f"{p}: no weight arrays (expected W0, b0, W1, b1, ...)")
     if ws != list(range(len(ws))):
         raise InputError(f"{p}: weight arrays must be numbered W0..W{len(ws) - 1} without gaps")

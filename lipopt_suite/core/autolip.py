@@ -28,7 +28,7 @@ from ..errors import UnsupportedError
 from ..network import Add, Concat, Network, Node, op_name
 from ..numerics.rounding import up
 from ..numerics.spectral import NormBounds
-from .linalg import layer_norm_bounds
+from .linalg import layer_norm_bounds, layer_upper_bound
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class NodeBound:
 
 
 def _up_sum(values: list[float]) -> float:
-    total = 0.0
-    for v in values:
+    """A float >= the exact sum of the values."""
+    total = values[0] if values else 0.0
+    for v in values[1:]:
         total = up(total + v)
     return total
 
@@ -64,7 +65,7 @@ def _combine(node: Node, ins_up: list[float], ins_est: list[float], norm: str
     op = node.op
     if isinstance(op, Add):
         coeffs = [abs(c) for c in op.coeffs]
-        upper = _up_sum([up(c * u) for c, u in zip(coeffs, ins_up)])
+        upper = _up_sum([u if c == 1.0 else up(c * u) for c, u in zip(coeffs, ins_up)])
         estimate = sum(c * e for c, e in zip(coeffs, ins_est))
         return upper, estimate, max(coeffs)
     if isinstance(op, Concat):
@@ -78,43 +79,82 @@ def _combine(node: Node, ins_up: list[float], ins_est: list[float], norm: str
     raise UnsupportedError(f"autolip: no rule for the {op_name(op)} node")
 
 
-def node_bounds(net: Network, norm: str, *, device: Any = None) -> list[NodeBound]:
-    """Algorithm 2 over the network's graph (a sequential network's chain): the certified
-    bound of every node, in order (memoised on the network)."""
-    def compute() -> list[NodeBound]:
-        nodes = net.as_nodes()
+def node_factors(net: Network, norm: str, *, device: Any = None, power_method: bool = True
+                 ) -> list[NormBounds | None]:
+    """Each node's certified bound on its own Lipschitz constant (its linear map's norm, its
+    derivative bound), None for sums and concatenations (combined by `_combine`). Without
+    the power method the lower values are NaN and large convolutions get their Fourier
+    bound alone (core/linalg.py `layer_upper_bound`). Memoised on the network."""
+    def compute() -> list[NormBounds | None]:
         shapes = net.shapes()
-        upper, est = [1.0], [1.0]
-        out: list[NodeBound] = []
-        for k, node in enumerate(nodes, start=1):
-            ins_up = [upper[i] for i in node.inputs]
-            ins_est = [est[i] for i in node.inputs]
+        out: list[NormBounds | None] = []
+        for k, node in enumerate(net.as_nodes(), start=1):
             if isinstance(node.op, (Add, Concat)):
-                u, e, factor = _combine(node, ins_up, ins_est, norm)
-                certified, how = True, "sum" if isinstance(node.op, Add) else "concat"
-            else:
-                try:
-                    nb: NormBounds = layer_norm_bounds(node.op, shapes[node.inputs[0]], norm,
-                                                       device=device)
-                except UnsupportedError:
-                    raise UnsupportedError(f"autolip: no Lipschitz rule for node {k} "
-                                           f"({op_name(node.op)})") from None
-                u, e, factor = up(nb.upper * ins_up[0]), nb.lower * ins_est[0], nb.upper
-                certified, how = nb.certified, nb.how
-            upper.append(u)
-            est.append(e)
-            out.append(NodeBound(k, op_name(node.op), node.inputs, factor, u, e, certified,
-                                 how))
+                out.append(None)
+                continue
+            shape = shapes[node.inputs[0]]
+            try:
+                if power_method:
+                    out.append(layer_norm_bounds(node.op, shape, norm, device=device))
+                else:
+                    out.append(NormBounds(math.nan, layer_upper_bound(
+                        node.op, shape, norm, device=device), True, "upper-only"))
+            except UnsupportedError:
+                raise UnsupportedError(f"autolip: no Lipschitz rule for node {k} "
+                                       f"({op_name(node.op)})") from None
         return out
 
-    return list(net.memo(__name__, ("node_bounds", norm, str(device)), compute))
+    if not power_method and net.memoised(__name__, ("factors", norm, str(device), True)):
+        return node_factors(net, norm, device=device, power_method=True)
+    return list(net.memo(__name__, ("factors", norm, str(device), power_method), compute))
 
 
-def graph_autolip(net: Network, norm: str = "2", *, device: Any = None) -> Bound:
+def propagate(nodes: tuple[Node, ...], factors: list[NormBounds | None], norm: str,
+              start: float, local: list[float] | None = None) -> list[tuple[float, float]]:
+    """Algorithm 2's recursion: (upper, estimate) for the input (`start`) and every node,
+    each node adding `local[k - 1]` (0 by default) to its propagated upper value."""
+    upper, est = [start], [start]
+    for k, node in enumerate(nodes, start=1):
+        ins_up = [upper[i] for i in node.inputs]
+        ins_est = [est[i] for i in node.inputs]
+        nb = factors[k - 1]
+        if nb is None:
+            u, e, _ = _combine(node, ins_up, ins_est, norm)
+        else:
+            u = ins_up[0] if nb.upper == 1.0 else up(nb.upper * ins_up[0])
+            e = nb.lower * ins_est[0]
+        if local is not None and local[k - 1]:
+            u = up(u + local[k - 1])
+        upper.append(u)
+        est.append(e)
+    return list(zip(upper, est))
+
+
+def node_bounds(net: Network, norm: str, *, device: Any = None, power_method: bool = True
+                ) -> list[NodeBound]:
+    """Algorithm 2 over the network's graph (a sequential network's chain): the certified
+    bound of every node, in order."""
+    nodes = net.as_nodes()
+    factors = node_factors(net, norm, device=device, power_method=power_method)
+    values = propagate(nodes, factors, norm, 1.0)
+    out = []
+    for k, (node, nb) in enumerate(zip(nodes, factors), start=1):
+        if nb is None:
+            factor = max(abs(c) for c in node.op.coeffs) if isinstance(node.op, Add) else 1.0
+            certified, how = True, op_name(node.op)
+        else:
+            factor, certified, how = nb.upper, nb.certified, nb.how
+        out.append(NodeBound(k, op_name(node.op), node.inputs, factor, values[k][0],
+                             values[k][1], certified, how))
+    return out
+
+
+def graph_autolip(net: Network, norm: str = "2", *, device: Any = None,
+                  power_method: bool = True) -> Bound:
     """AutoLip's Algorithm 2 on `net` as a Bound: the output node's certified bound, every
     node's bound in details["nodes"], the power-method recursion (the paper's AutoLip value,
     an estimate) in details["power_method_value"]."""
-    bounds = node_bounds(net, norm, device=device)
+    bounds = node_bounds(net, norm, device=device, power_method=power_method)
     last = bounds[-1]
     return Bound("autolip", "upper", last.upper, norm,
                  certified=all(b.certified for b in bounds),

@@ -336,22 +336,24 @@ def layer_upper_bounds(net: Any, norm: str = "2", *, device: Any = None) -> list
 
     def compute() -> list[float]:
         shapes = net.shapes()
-        caps = []
-        for i, layer in enumerate(net.layers):
-            in_shape = shapes[i]
-            if norm == "2" and isinstance(layer, (Conv2d, AvgPool2d)):
-                weight, stride, padding = _conv_weight(layer, in_shape)
-                # average pooling: every channel is pooled alike, one channel stands for all
-                shape = in_shape if isinstance(layer, Conv2d) else (1, *in_shape[1:])
-                out = Conv2d(weight.numpy(), None, stride, padding).out_shape(shape)
-                if max(int(np.prod(shape)), int(np.prod(out))) > EXACT_SVD_MAX_DIM:
-                    caps.append(conv_fourier_upper(weight, shape, stride, padding,
-                                                   device=device)[0])
-                    continue
-            caps.append(layer_norm_bounds(layer, in_shape, norm, device=device).upper)
-        return caps
+        return [layer_upper_bound(layer, shapes[i], norm, device=device)
+                for i, layer in enumerate(net.layers)]
 
     return list(net.memo(__name__, ("layer_upper_bounds", norm, str(device)), compute))
+
+
+def layer_upper_bound(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
+                      device: Any = None) -> float:
+    """One layer's certified global norm without a power-method lower bound (a large
+    convolution or average pooling in l2: the Fourier bound alone)."""
+    if norm == "2" and isinstance(layer, (Conv2d, AvgPool2d)):
+        weight, stride, padding = _conv_weight(layer, in_shape)
+        # average pooling: every channel is pooled alike, one channel stands for all
+        shape = in_shape if isinstance(layer, Conv2d) else (1, *in_shape[1:])
+        out = Conv2d(weight.numpy(), None, stride, padding).out_shape(shape)
+        if max(int(np.prod(shape)), int(np.prod(out))) > EXACT_SVD_MAX_DIM:
+            return conv_fourier_upper(weight, shape, stride, padding, device=device)[0]
+    return layer_norm_bounds(layer, in_shape, norm, device=device).upper
 
 
 def frobenius_norm(layer: Layer, in_shape: tuple[int, ...]) -> float:

@@ -33,6 +33,11 @@ SECANT_MARGIN = 1e-12
 SECANT_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 # Elements of a Jacobian batch held at once (B * m * n).
 JACOBIAN_BATCH_ELEMENTS = 20_000_000
+# unit roundoff of float64
+UNIT = float(np.finfo(np.float64).eps) / 2
+# the absolute forward pass's error bound is used alone below this fraction of the output's
+# norm (secants then lose at most this much); above it the running error analysis is tried
+RUNNING_ERROR_THRESHOLD = 1e-9
 # an upper bound on softplus(0) = ln 2 (0.693147...), for the absolute forward pass
 ABS_SOFTPLUS_AT_0 = 0.6931471805599454
 
@@ -90,6 +95,19 @@ def vector_norm(x: np.ndarray, norm: str, axis: int = -1) -> np.ndarray:
     return np.linalg.norm(x, ord=order, axis=axis)
 
 
+def _abs_weights(net: Network) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    """|W|, |b| of every affine node as float64 tensors (memoised on the network)."""
+    def compute() -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for node in net.as_nodes():
+            W = getattr(node.op, "W", getattr(node.op, "weight", None))
+            b = getattr(node.op, "b", getattr(node.op, "bias", None))
+            out.append(None if W is None else (as_tensor(np.abs(W)), as_tensor(np.abs(b))))
+        return out
+
+    return net.memo(__name__, "abs_weights", compute)
+
+
 def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
     """A bound (B, m) on |fl(f(x)) - f(x)| for float64 evaluation at the rows of X.
 
@@ -119,15 +137,16 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
 
     values = [torch.as_tensor(np.abs(np.asarray(X, np.float64))).reshape(-1, *net.input_shape)]
     terms = 0.0
-    for node in net.as_nodes():
+    absolute = _abs_weights(net)
+    for k, node in enumerate(net.as_nodes()):
         layer = node.op
         m = values[node.inputs[0]]
         if isinstance(layer, Affine):
-            m = m @ as_tensor(np.abs(layer.W)).T + as_tensor(np.abs(layer.b))
+            m = m @ absolute[k][0].T + absolute[k][1]
             terms += layer.W.shape[1] + 4
         elif isinstance(layer, Conv2d):
-            m = F.conv2d(m, as_tensor(np.abs(layer.weight)), as_tensor(np.abs(layer.bias)),
-                         stride=layer.stride, padding=layer.padding)
+            m = F.conv2d(m, absolute[k][0], absolute[k][1], stride=layer.stride,
+                         padding=layer.padding)
             terms += int(np.prod(layer.weight.shape[1:])) + 4
         elif isinstance(layer, Activation):
             if layer.name == "sigmoid":
@@ -167,6 +186,93 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
     return 2.0 * terms * u * m.reshape(m.shape[0], -1).numpy()
 
 
+def error_norms(net: Network, X: np.ndarray, norm: str, fx: np.ndarray | None = None
+                ) -> np.ndarray:
+    """A bound (B,) on ||fl(f(x)) - f(x)||_p: the smaller of the absolute forward pass
+    (`eval_error_bound`, tight on small networks) and the running error analysis
+    (`running_error_norms`, tight on deep ones; tried when the first one is not small
+    against the output `fx`, computed when not given)."""
+    err = vector_norm(eval_error_bound(net, X), norm)
+    if fx is None:
+        fx = net(np.asarray(X, np.float64).reshape(-1, *net.input_shape))
+    fx = fx.reshape(len(err), -1)
+    if np.all(err <= RUNNING_ERROR_THRESHOLD * (1 + vector_norm(fx, norm))):
+        return err
+    return np.minimum(err, running_error_norms(net, X, norm))
+
+
+def running_error_norms(net: Network, X: np.ndarray, norm: str) -> np.ndarray:
+    """A bound (B,) on ||fl(f(x)) - f(x)||_p for float64 evaluation at the rows of X, from
+    the computed values (a running error analysis, Higham 2002, 3.3).
+
+    Node k's own rounding is at most delta_k = gamma_{n+2} (|W| |h| + |b|) for an affine map
+    of the computed input h (a few ulps of |s(z)| for an elementwise function, nothing for
+    max pooling, flattening, concatenation and sorting), and an error E_i in its inputs
+    reaches its output at most multiplied by its certified Lipschitz factor (AutoLip's node
+    factors, core/autolip.py), so E_k <= factor_k E_in + ||delta_k||_p along Algorithm 2's
+    recursion. Unlike the absolute forward pass this does not grow like |W_K| ... |W_1| on
+    deep networks. Inflated twofold for the rounding of the bound itself.
+    """
+    import torch.nn.functional as F
+
+    from ..network import Activation, Add, Affine, AvgPool2d, BatchNorm, Conv2d
+    from ..numerics.rounding import gamma
+    from .autolip import node_factors
+
+    nodes = net.as_nodes()
+    factors = node_factors(net, norm, power_method=False)
+    absolute = _abs_weights(net)
+    module = _module(net)
+    ops = list(module.ops) if net.is_graph else list(module)
+    x = torch.as_tensor(np.asarray(X, np.float64)).reshape(-1, *net.input_shape)
+    values = [x]
+    errors = [np.zeros(len(x))]
+    with torch.no_grad():
+        for k, node in enumerate(nodes, start=1):
+            ins = [values[i] for i in node.inputs]
+            out = ops[k - 1](*ins)
+            op = node.op
+            if isinstance(op, Affine):
+                delta = gamma(op.W.shape[1] + 2) * (ins[0].abs() @ absolute[k - 1][0].T
+                                                    + absolute[k - 1][1])
+            elif isinstance(op, Conv2d):
+                delta = gamma(int(np.prod(op.weight.shape[1:])) + 2) * F.conv2d(
+                    ins[0].abs(), absolute[k - 1][0], absolute[k - 1][1], stride=op.stride,
+                    padding=op.padding)
+            elif isinstance(op, Activation):
+                delta = None if op.name == "relu" else 8 * UNIT * out.abs()
+            elif isinstance(op, AvgPool2d):
+                delta = gamma(int(np.prod(op.kernel)) + 1) * F.avg_pool2d(
+                    ins[0].abs(), op.kernel, op.stride)
+            elif isinstance(op, BatchNorm):
+                view = (-1,) + (1,) * (ins[0].dim() - 2)
+                delta = gamma(2) * (ins[0].abs() * as_tensor(np.abs(op.scale)).reshape(view)
+                                    + as_tensor(np.abs(op.shift)).reshape(view))
+            elif isinstance(op, Add):
+                delta = gamma(2 * len(ins) + 1) * (
+                    sum(abs(c) * h.abs() for c, h in zip(op.coeffs, ins)) + abs(op.offset))
+            else:  # max pooling, flatten, concatenation, group sort: exact
+                delta = None
+            local = (np.zeros(len(x)) if delta is None else
+                     vector_norm(delta.reshape(len(x), -1).numpy(), norm) * (1 + 1e-6))
+            nb = factors[k - 1]
+            if nb is None:
+                ins_err = [errors[i] for i in node.inputs]
+                if isinstance(op, Add):
+                    prop = sum(abs(c) * e for c, e in zip(op.coeffs, ins_err))
+                elif norm == "inf":
+                    prop = np.max(ins_err, axis=0)
+                elif norm == "1":
+                    prop = np.sum(ins_err, axis=0)
+                else:
+                    prop = np.sqrt(np.sum(np.square(ins_err), axis=0))
+            else:
+                prop = nb.upper * errors[node.inputs[0]]
+            errors.append((prop + local) * (1 + 8 * UNIT))
+            values.append(out)
+    return 2.0 * errors[-1]
+
+
 def secant_ratios(net: Network, X: np.ndarray, Y: np.ndarray, norm: str, *,
                   certified: bool = False) -> np.ndarray:
     """||f(x) - f(y)||_p / ||x - y||_p for rows of X and Y, in float64.
@@ -180,8 +286,7 @@ def secant_ratios(net: Network, X: np.ndarray, Y: np.ndarray, norm: str, *,
     fy = net(Y.reshape(-1, *net.input_shape)).reshape(len(Y), -1)
     num = vector_norm(fx - fy, norm)
     if certified:
-        err = vector_norm(eval_error_bound(net, X), norm) + vector_norm(
-            eval_error_bound(net, Y), norm)
+        err = error_norms(net, X, norm, fx) + error_norms(net, Y, norm, fy)
         num = np.maximum(num - err, 0.0) * (1 - SECANT_MARGIN)
     den = vector_norm(X - Y, norm)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -272,9 +377,9 @@ def _witness(net: Network, x: np.ndarray, norm: str, space: SearchSpace
     v = best_direction(J, norm).numpy()
     anchored = space.domain is not None and space.domain.anchored
     scale = max(1.0, float(np.abs(x).max()))
-    best = (0.0, x, x)
     if not np.any(v):
         return 0.0, x, x, grad_norm
+    pairs = []
     for h in SECANT_STEPS:
         step = h * scale * v
         for sign in (1.0, -1.0):
@@ -286,10 +391,16 @@ def _witness(net: Network, x: np.ndarray, norm: str, space: SearchSpace
                 a, b = x, x + sign * step
                 if not bool(space.contains(b[None])[0]):
                     continue
-            r = float(secant_ratios(net, a[None], b[None], norm, certified=True)[0])
-            if r > best[0]:
-                best = (r, a, b)
-    return best[0], best[1], best[2], grad_norm
+            pairs.append((a, b))
+    if not pairs:
+        return 0.0, x, x, grad_norm
+    # every candidate pair in one batch
+    r = secant_ratios(net, np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]),
+                      norm, certified=True)
+    k = int(np.argmax(r))
+    if not r[k] > 0.0:
+        return 0.0, x, x, grad_norm
+    return float(r[k]), pairs[k][0], pairs[k][1], grad_norm
 
 
 def _lower_bound(name: str, net: Network, norm: str, domain: Domain | None,

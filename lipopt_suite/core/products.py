@@ -11,7 +11,7 @@ from ..errors import UnsupportedError
 from ..network import Activation, Affine, AvgPool2d, Conv2d, MaxPool2d, Network
 from ..registry import method
 from .autolip import graph_autolip
-from .linalg import frobenius_norm, network_layer_bounds
+from .linalg import frobenius_norm, layer_upper_bounds, network_layer_bounds
 
 
 @method("frobenius", kind="upper", norms=("2",), domain="never",
@@ -56,7 +56,7 @@ def rounded_up_product(factors: list[float]) -> float:
 @method("autolip", kind="upper", norms=("2", "inf", "1"), domain="never", graphs=True,
         summary="AutoLip: product of certified layer norms; Algorithm 2 on graphs")
 def autolip(net: Network, *, norm: str = "2", domain: Domain | None = None,
-            device: Any = None) -> Bound:
+            device: Any = None, power_method: bool = True) -> Bound:
     """AutoLip: for a sequential network the product of each layer's Lipschitz constant, for
     a computation graph the propagation of Algorithm 2 (core/autolip.py: each node's bound
     from its partial derivatives and its inputs' bounds; a residual sum adds them).
@@ -65,11 +65,17 @@ def autolip(net: Network, *, norm: str = "2", domain: Domain | None = None,
     efficient estimation", NeurIPS 2018 (Algorithm 2). Layer norms: l1/l_inf exactly from
     absolute sums; l2 by certified spectral bounds (SVD + Cholesky certificate for dense
     layers, the circular-convolution DFT bound for convolutions). The estimate in details
-    uses the power-method lower values instead (the paper's AutoLip value).
+    uses the power-method lower values instead (the paper's AutoLip value);
+    `power_method=False` skips them (large convolutions get their Fourier bound alone:
+    the same kind of certified value, faster).
     Guarantee: certified upper bound on the global l_p constant.
     """
     if net.is_graph:
-        return graph_autolip(net, norm, device=device)
+        return graph_autolip(net, norm, device=device, power_method=power_method)
+    if not power_method:
+        factors = layer_upper_bounds(net, norm, device=device)
+        return Bound("autolip", "upper", rounded_up_product(factors), norm, certified=True,
+                     details={"factors": factors})
     bounds = network_layer_bounds(net, norm, device=device)
     upper = rounded_up_product([b.upper for b in bounds])
     estimate = math.prod(b.lower for b in bounds)
