@@ -126,6 +126,8 @@ def _methods(args: argparse.Namespace) -> int:
             flags.append("/".join(m.activations))
         if m.mlp_only:
             flags.append("mlp")
+        if m.graphs:
+            flags.append("graphs")
         if m.domain == "required":
             flags.append("needs domain")
         if m.needs:

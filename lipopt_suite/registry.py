@@ -40,13 +40,14 @@ class MethodInfo:
     domain_kinds: tuple[str, ...] = ("ball", "box")
     anchored: str = "never"  # "never", "optional", "only": whether it bounds anchored constants
     activations: tuple[str, ...] = ()  # activations it handles; empty: any
+    graphs: bool = False  # accepts computation-graph networks (else sequential ones only)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "norms": list(self.norms),
                 "summary": self.summary, "relu_only": self.relu_only,
                 "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
                 "domain_kinds": list(self.domain_kinds), "anchored": self.anchored,
-                "activations": list(self.activations)}
+                "activations": list(self.activations), "graphs": self.graphs}
 
 
 METHODS: dict[str, MethodInfo] = {}
@@ -102,6 +103,11 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
     if norm not in info.norms:
         raise UnsupportedError(f"method {info.name} does not support norm {norm} "
                                f"(supported: {', '.join(info.norms)})")
+    if net.is_graph and not info.graphs:
+        able = sorted(m.name for m in METHODS.values() if m.graphs)
+        raise UnsupportedError(f"method {info.name} needs a sequential network (layers in "
+                               "order), this one is a computation graph; methods for graphs: "
+                               f"{', '.join(able)}")
     if info.mlp_only and not net.is_mlp:
         try:
             net.mlp()

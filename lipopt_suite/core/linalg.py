@@ -23,7 +23,17 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnsupportedError
-from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, Layer, MaxPool2d
+from ..network import (
+    Activation,
+    Affine,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Flatten,
+    GroupSort,
+    Layer,
+    MaxPool2d,
+)
 from ..numerics.rounding import UNIT_ROUNDOFF, abs_sum_upper
 from ..numerics.spectral import (
     CERT_SLACK_EXACT,
@@ -276,6 +286,14 @@ def layer_norm_bounds(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
     if isinstance(layer, Activation):
         lip = layer.lipschitz
         return NormBounds(lip, lip, True, "slope")
+    if isinstance(layer, BatchNorm):
+        # a diagonal map (each channel's scale repeated): its norm is the largest |scale|,
+        # exactly, in every l_p
+        val = float(np.abs(layer.scale).max(initial=0.0))
+        return NormBounds(val, val, True, "diagonal")
+    if isinstance(layer, GroupSort):
+        # a permutation of each group: ||sort(a) - sort(b)||_p <= ||a - b||_p for p >= 1
+        return NormBounds(1.0, 1.0, True, "sort")
     if isinstance(layer, MaxPool2d):
         # |max_W x - max_W y| <= max_W |x - y|; an element lies in at most `overlap`
         # windows (Avant & Morgansen, Theorem 3): sqrt(overlap) in l2, overlap in l1.
@@ -318,22 +336,24 @@ def layer_upper_bounds(net: Any, norm: str = "2", *, device: Any = None) -> list
 
     def compute() -> list[float]:
         shapes = net.shapes()
-        caps = []
-        for i, layer in enumerate(net.layers):
-            in_shape = shapes[i]
-            if norm == "2" and isinstance(layer, (Conv2d, AvgPool2d)):
-                weight, stride, padding = _conv_weight(layer, in_shape)
-                # average pooling: every channel is pooled alike, one channel stands for all
-                shape = in_shape if isinstance(layer, Conv2d) else (1, *in_shape[1:])
-                out = Conv2d(weight.numpy(), None, stride, padding).out_shape(shape)
-                if max(int(np.prod(shape)), int(np.prod(out))) > EXACT_SVD_MAX_DIM:
-                    caps.append(conv_fourier_upper(weight, shape, stride, padding,
-                                                   device=device)[0])
-                    continue
-            caps.append(layer_norm_bounds(layer, in_shape, norm, device=device).upper)
-        return caps
+        return [layer_upper_bound(layer, shapes[i], norm, device=device)
+                for i, layer in enumerate(net.layers)]
 
     return list(net.memo(__name__, ("layer_upper_bounds", norm, str(device)), compute))
+
+
+def layer_upper_bound(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
+                      device: Any = None) -> float:
+    """One layer's certified global norm without a power-method lower bound (a large
+    convolution or average pooling in l2: the Fourier bound alone)."""
+    if norm == "2" and isinstance(layer, (Conv2d, AvgPool2d)):
+        weight, stride, padding = _conv_weight(layer, in_shape)
+        # average pooling: every channel is pooled alike, one channel stands for all
+        shape = in_shape if isinstance(layer, Conv2d) else (1, *in_shape[1:])
+        out = Conv2d(weight.numpy(), None, stride, padding).out_shape(shape)
+        if max(int(np.prod(shape)), int(np.prod(out))) > EXACT_SVD_MAX_DIM:
+            return conv_fourier_upper(weight, shape, stride, padding, device=device)[0]
+    return layer_norm_bounds(layer, in_shape, norm, device=device).upper
 
 
 def frobenius_norm(layer: Layer, in_shape: tuple[int, ...]) -> float:

@@ -33,6 +33,13 @@ SECANT_MARGIN = 1e-12
 SECANT_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 # Elements of a Jacobian batch held at once (B * m * n).
 JACOBIAN_BATCH_ELEMENTS = 20_000_000
+# unit roundoff of float64
+UNIT = float(np.finfo(np.float64).eps) / 2
+# the absolute forward pass's error bound is used alone below this fraction of the output's
+# norm (secants then lose at most this much); above it the running error analysis is tried
+RUNNING_ERROR_THRESHOLD = 1e-9
+# an upper bound on softplus(0) = ln 2 (0.693147...), for the absolute forward pass
+ABS_SOFTPLUS_AT_0 = 0.6931471805599454
 
 
 # ------------------------------------------------------------------------ Jacobians
@@ -88,32 +95,68 @@ def vector_norm(x: np.ndarray, norm: str, axis: int = -1) -> np.ndarray:
     return np.linalg.norm(x, ord=order, axis=axis)
 
 
+def _abs_weights(net: Network) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    """|W|, |b| of every affine node as float64 tensors (memoised on the network)."""
+    def compute() -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for node in net.as_nodes():
+            W = getattr(node.op, "W", getattr(node.op, "weight", None))
+            b = getattr(node.op, "b", getattr(node.op, "bias", None))
+            out.append(None if W is None else (as_tensor(np.abs(W)), as_tensor(np.abs(b))))
+        return out
+
+    return net.memo(__name__, "abs_weights", compute)
+
+
 def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
     """A bound (B, m) on |fl(f(x)) - f(x)| for float64 evaluation at the rows of X.
 
     A product W h computed in any summation order errs by at most gamma_n |W| |h|
     (Higham, Accuracy and Stability of Numerical Algorithms, 3.5); propagated through the
     later layers every such error stays below the absolute forward pass m = |W_K| ... |x|
-    (with |b| added, |act(z)| <= |z|, |sigmoid(z)| <= 1/2 + |z|/4), so the total error is
-    at most sum_k gamma_{n_k + 4} times m, inflated twofold for safety.
+    (with |b| added, and for an elementwise s: |s(z)| <= |s(0)| + Lip(s) |z|, e.g.
+    |sigmoid(z)| <= 1/2 + |z|/4, which also dominates the propagated errors), so the total
+    error is at most sum_k gamma_{n_k + 4} times m, inflated twofold for safety. On a graph
+    the absolute pass follows the nodes (a sum adds sum_i |c_i| m_i + |c|), so every path
+    from a node to the output is covered.
     """
     import torch.nn.functional as F
 
-    from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, MaxPool2d
+    from ..network import (
+        Activation,
+        Add,
+        Affine,
+        AvgPool2d,
+        BatchNorm,
+        Concat,
+        Conv2d,
+        Flatten,
+        GroupSort,
+        MaxPool2d,
+    )
 
-    m = torch.as_tensor(np.abs(np.asarray(X, np.float64))).reshape(-1, *net.input_shape)
+    values = [torch.as_tensor(np.abs(np.asarray(X, np.float64))).reshape(-1, *net.input_shape)]
     terms = 0.0
-    for layer in net.layers:
+    absolute = _abs_weights(net)
+    for k, node in enumerate(net.as_nodes()):
+        layer = node.op
+        m = values[node.inputs[0]]
         if isinstance(layer, Affine):
-            m = m @ as_tensor(np.abs(layer.W)).T + as_tensor(np.abs(layer.b))
+            m = m @ absolute[k][0].T + absolute[k][1]
             terms += layer.W.shape[1] + 4
         elif isinstance(layer, Conv2d):
-            m = F.conv2d(m, as_tensor(np.abs(layer.weight)), as_tensor(np.abs(layer.bias)),
-                         stride=layer.stride, padding=layer.padding)
+            m = F.conv2d(m, absolute[k][0], absolute[k][1], stride=layer.stride,
+                         padding=layer.padding)
             terms += int(np.prod(layer.weight.shape[1:])) + 4
         elif isinstance(layer, Activation):
             if layer.name == "sigmoid":
                 m = 0.5 + m / 4
+            elif layer.name == "softplus":
+                m = ABS_SOFTPLUS_AT_0 + m
+            elif layer.name == "cos":
+                m = 1.0 + m
+            elif layer.name == "leaky_relu":
+                m = max(1.0, abs(layer.negative_slope)) * m
             terms += 8  # elementary function error, a few ulps
         elif isinstance(layer, MaxPool2d):
             m = F.max_pool2d(m, layer.kernel, layer.stride, layer.padding)
@@ -122,8 +165,112 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
             terms += int(np.prod(layer.kernel)) + 4
         elif isinstance(layer, Flatten):
             m = m.flatten(1)
+        elif isinstance(layer, Add):
+            m = sum(abs(c) * values[i] for c, i in zip(layer.coeffs, node.inputs))
+            m = m + abs(layer.offset)
+            terms += 2 * len(node.inputs) + 2
+        elif isinstance(layer, Concat):
+            m = torch.cat([values[i] for i in node.inputs], dim=layer.axis + 1)
+        elif isinstance(layer, BatchNorm):
+            view = (-1,) + (1,) * (m.dim() - 2)
+            m = (m * as_tensor(np.abs(layer.scale)).reshape(view)
+                 + as_tensor(np.abs(layer.shift)).reshape(view))
+            terms += 4
+        elif isinstance(layer, GroupSort):
+            g = layer.group_size
+            grouped = m.reshape(m.shape[0], m.shape[1] // g, g, *m.shape[2:])
+            m = grouped.amax(dim=2, keepdim=True).expand_as(grouped).reshape(m.shape)
+        values.append(m)
+    m = values[-1]
     u = np.finfo(np.float64).eps / 2
     return 2.0 * terms * u * m.reshape(m.shape[0], -1).numpy()
+
+
+def error_norms(net: Network, X: np.ndarray, norm: str, fx: np.ndarray | None = None
+                ) -> np.ndarray:
+    """A bound (B,) on ||fl(f(x)) - f(x)||_p: the smaller of the absolute forward pass
+    (`eval_error_bound`, tight on small networks) and the running error analysis
+    (`running_error_norms`, tight on deep ones; tried when the first one is not small
+    against the output `fx`, computed when not given)."""
+    err = vector_norm(eval_error_bound(net, X), norm)
+    if fx is None:
+        fx = net(np.asarray(X, np.float64).reshape(-1, *net.input_shape))
+    fx = fx.reshape(len(err), -1)
+    if np.all(err <= RUNNING_ERROR_THRESHOLD * (1 + vector_norm(fx, norm))):
+        return err
+    return np.minimum(err, running_error_norms(net, X, norm))
+
+
+def running_error_norms(net: Network, X: np.ndarray, norm: str) -> np.ndarray:
+    """A bound (B,) on ||fl(f(x)) - f(x)||_p for float64 evaluation at the rows of X, from
+    the computed values (a running error analysis, Higham 2002, 3.3).
+
+    Node k's own rounding is at most delta_k = gamma_{n+2} (|W| |h| + |b|) for an affine map
+    of the computed input h (a few ulps of |s(z)| for an elementwise function, nothing for
+    max pooling, flattening, concatenation and sorting), and an error E_i in its inputs
+    reaches its output at most multiplied by its certified Lipschitz factor (AutoLip's node
+    factors, core/autolip.py), so E_k <= factor_k E_in + ||delta_k||_p along Algorithm 2's
+    recursion. Unlike the absolute forward pass this does not grow like |W_K| ... |W_1| on
+    deep networks. Inflated twofold for the rounding of the bound itself.
+    """
+    import torch.nn.functional as F
+
+    from ..network import Activation, Add, Affine, AvgPool2d, BatchNorm, Conv2d
+    from ..numerics.rounding import gamma
+    from .autolip import node_factors
+
+    nodes = net.as_nodes()
+    factors = node_factors(net, norm, power_method=False)
+    absolute = _abs_weights(net)
+    module = _module(net)
+    ops = list(module.ops) if net.is_graph else list(module)
+    x = torch.as_tensor(np.asarray(X, np.float64)).reshape(-1, *net.input_shape)
+    values = [x]
+    errors = [np.zeros(len(x))]
+    with torch.no_grad():
+        for k, node in enumerate(nodes, start=1):
+            ins = [values[i] for i in node.inputs]
+            out = ops[k - 1](*ins)
+            op = node.op
+            if isinstance(op, Affine):
+                delta = gamma(op.W.shape[1] + 2) * (ins[0].abs() @ absolute[k - 1][0].T
+                                                    + absolute[k - 1][1])
+            elif isinstance(op, Conv2d):
+                delta = gamma(int(np.prod(op.weight.shape[1:])) + 2) * F.conv2d(
+                    ins[0].abs(), absolute[k - 1][0], absolute[k - 1][1], stride=op.stride,
+                    padding=op.padding)
+            elif isinstance(op, Activation):
+                delta = None if op.name == "relu" else 8 * UNIT * out.abs()
+            elif isinstance(op, AvgPool2d):
+                delta = gamma(int(np.prod(op.kernel)) + 1) * F.avg_pool2d(
+                    ins[0].abs(), op.kernel, op.stride)
+            elif isinstance(op, BatchNorm):
+                view = (-1,) + (1,) * (ins[0].dim() - 2)
+                delta = gamma(2) * (ins[0].abs() * as_tensor(np.abs(op.scale)).reshape(view)
+                                    + as_tensor(np.abs(op.shift)).reshape(view))
+            elif isinstance(op, Add):
+                delta = gamma(2 * len(ins) + 1) * (
+                    sum(abs(c) * h.abs() for c, h in zip(op.coeffs, ins)) + abs(op.offset))
+            else:  # max pooling, flatten, concatenation, group sort: exact
+                delta = None
+            local = (np.zeros(len(x)) if delta is None else
+                     vector_norm(delta.reshape(len(x), -1).numpy(), norm) * (1 + 1e-6))
+            nb = factors[k - 1]
+            if nb is None:
+                ins_err = [errors[i] for i in node.inputs]
+                if isinstance(op, Add):
+                    prop = sum(abs(c) * e for c, e in zip(op.coeffs, ins_err))
+                elif norm == "inf":
+                    prop = np.max(ins_err, axis=0)
+                elif norm == "1":
+                    prop = np.sum(ins_err, axis=0)
+                else:
+                    prop = np.sqrt(np.sum(np.square(ins_err), axis=0))
+            else:
+                prop = nb.upper * errors[node.inputs[0]]
+            errors.append((prop + local) * (1 + 8 * UNIT))
+            values.append(out)
+    return 2.0 * errors[-1]
 
 
 def secant_ratios(net: Network, X: np.ndarray, Y: np.ndarray, norm: str, *,
@@ -139,8 +286,7 @@ def secant_ratios(net: Network, X: np.ndarray, Y: np.ndarray, norm: str, *,
     fy = net(Y.reshape(-1, *net.input_shape)).reshape(len(Y), -1)
     num = vector_norm(fx - fy, norm)
     if certified:
-        err = vector_norm(eval_error_bound(net, X), norm) + vector_norm(
-            eval_error_bound(net, Y), norm)
+        err = error_norms(net, X, norm, fx) + error_norms(net, Y, norm, fy)
         num = np.maximum(num - err, 0.0) * (1 - SECANT_MARGIN)
     den = vector_norm(X - Y, norm)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -201,9 +347,12 @@ def search_box(net: Network, *, X: np.ndarray | None = None, radius: float | Non
         pad = 0.1 * np.maximum(hi - lo, 1e-3)
         return lo - pad, hi + pad
     R = 1.0
-    first = net.layers[0] if net.layers else None
-    W = getattr(first, "W", None)
-    if W is not None:
+    # the affine nodes reading the input (a sequential network's first layer)
+    for node in net.as_nodes():
+        first = node.op
+        W = getattr(first, "W", None)
+        if W is None or node.inputs != (0,):
+            continue
         rows = np.linalg.norm(W, axis=1)
         ok = rows > 0
         if ok.any():
@@ -228,9 +377,9 @@ def _witness(net: Network, x: np.ndarray, norm: str, space: SearchSpace
     v = best_direction(J, norm).numpy()
     anchored = space.domain is not None and space.domain.anchored
     scale = max(1.0, float(np.abs(x).max()))
-    best = (0.0, x, x)
     if not np.any(v):
         return 0.0, x, x, grad_norm
+    pairs = []
     for h in SECANT_STEPS:
         step = h * scale * v
         for sign in (1.0, -1.0):
@@ -242,10 +391,16 @@ def _witness(net: Network, x: np.ndarray, norm: str, space: SearchSpace
                 a, b = x, x + sign * step
                 if not bool(space.contains(b[None])[0]):
                     continue
-            r = float(secant_ratios(net, a[None], b[None], norm, certified=True)[0])
-            if r > best[0]:
-                best = (r, a, b)
-    return best[0], best[1], best[2], grad_norm
+            pairs.append((a, b))
+    if not pairs:
+        return 0.0, x, x, grad_norm
+    # every candidate pair in one batch
+    r = secant_ratios(net, np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]),
+                      norm, certified=True)
+    k = int(np.argmax(r))
+    if not r[k] > 0.0:
+        return 0.0, x, x, grad_norm
+    return float(r[k]), pairs[k][0], pairs[k][1], grad_norm
 
 
 def _lower_bound(name: str, net: Network, norm: str, domain: Domain | None,
@@ -290,6 +445,7 @@ def _scores(net: Network, P: np.ndarray, norm: str, space: SearchSpace, device: 
 
 # ------------------------------------------------------------------------ methods
 @method("data", kind="lower", norms=("2", "inf", "1"), needs=("X",), anchored="optional",
+        graphs=True,
         summary="largest Jacobian norm over the data points X")
 def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any = None,
          device: Any = None, **options: Any) -> Bound:
@@ -305,7 +461,7 @@ def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any 
                         space)
 
 
-@method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
         summary="largest Jacobian norm (or secant) at random points")
 def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   samples: int = 2000, seed: int = 0, radius: float | None = None,
@@ -322,6 +478,7 @@ def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None
 
 
 @method("gradient-ascent", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+        graphs=True,
         summary="gradient ascent on secant ratios, several restarts")
 def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = None,
                     restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int = 0,
@@ -399,7 +556,7 @@ def _project_t(x: torch.Tensor, space: SearchSpace, lo: torch.Tensor, hi: torch.
     return torch.maximum(torch.minimum(x, hi), lo)
 
 
-@method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
         summary="simulated annealing (scipy dual_annealing) on the Jacobian norm")
 def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
               maxfun: int = 3000, seed: int = 0, radius: float | None = None, X: Any = None,
@@ -434,7 +591,7 @@ def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
 GRID_DEFAULT_POINTS = {1: 20_000, 2: 400, 3: 60}
 
 
-@method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
         summary="Jacobian norm on a regular grid (input dimension <= 3)")
 def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
          resolution: int | None = None, radius: float | None = None, X: Any = None,
@@ -458,7 +615,7 @@ def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
 
 
 @method("clever", kind="estimate", norms=("2", "inf", "1"), domain="required",
-        anchored="optional",
+        anchored="optional", graphs=True,
         summary="CLEVER: extreme-value estimate of the local constant (no guarantee)")
 def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
            batches: int = 50, batch_size: int = 64, seed: int = 0, device: Any = None,
