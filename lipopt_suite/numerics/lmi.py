@@ -390,11 +390,14 @@ def certify_multipliers(data: LMIData, multipliers: list[np.ndarray]) -> Certifi
         scaled = normalise(data, scales)
         if all(np.array_equal(Wn * sk, W)
                for Wn, sk, W in zip(scaled.weights, scales, data.weights)):
-            tail = np.cumprod(scales[::-1] ** 2)[::-1]
+            with np.errstate(over="ignore"):  # rho itself may overflow; the value cannot
+                tail = np.cumprod(scales[::-1] ** 2)[::-1]
             cert = _certify(scaled, [t / tail[k + 1] for k, t in enumerate(T)])
             factor = float(np.prod(scales))  # sqrt(tail[0]), a power of two
-            return replace(cert, rho=cert.rho * float(tail[0]), value=cert.value * factor,
-                           rho_schur=cert.rho_schur * float(tail[0]))
+            with np.errstate(over="ignore"):
+                return replace(cert, rho=cert.rho * float(tail[0]),
+                               value=cert.value * factor,
+                               rho_schur=cert.rho_schur * float(tail[0]))
     return _certify(data, T)
 
 

@@ -13,7 +13,6 @@ from lipopt_suite.cli import main
 from lipopt_suite.errors import InputError, SolverUnavailableError
 from lipopt_suite.harness.nets import random_mlp
 from lipopt_suite.io import load
-from lipopt_suite.solvers import backends, lipsdp
 from lipopt_suite.numerics.lmi import (
     LMIData,
     certify_multipliers,
@@ -22,6 +21,7 @@ from lipopt_suite.numerics.lmi import (
     negated_lmi,
     network_data,
 )
+from lipopt_suite.solvers import backends, lipsdp
 from lipopt_suite.solvers.lipsdp import Solution, build_problem, solve_sdp
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -46,7 +46,7 @@ def random_fixture() -> Network:
 
 
 def solvers_here() -> list[str]:
-    return [s for s in ("SCS", "CLARABEL") if s in backends.installed()]
+    return [s for s in ("CVXOPT", "SCS", "CLARABEL") if s in backends.installed()]
 
 
 # ------------------------------------------------------------------ published values
@@ -200,6 +200,7 @@ def test_forced_missing_solver_exits_2(capsys):
 
 def test_mosek_absent_falls_back(monkeypatch):
     monkeypatch.setattr(backends, "installed", lambda: ("CLARABEL", "SCS"))
+    monkeypatch.setattr(backends, "cvxopt_installed", lambda: False)
     b = estimate(TWO_UNITS, "lipsdp-neuron")
     assert b.certified and b.status == "ok" and b.details["solver"] == "SCS"
 
@@ -210,6 +211,9 @@ def test_unlicensed_mosek_falls_back_silently(monkeypatch):
     # pretend the licence check passed: the solve itself then raises mosek.Error (1008)
     monkeypatch.setattr(backends, "mosek_licensed", lambda: True)
     monkeypatch.setattr(backends, "_BROKEN", set())
+    monkeypatch.setattr(backends, "cvxopt_installed", lambda: False)
+    listed = tuple(s for s in backends.installed() if s != "CVXOPT")
+    monkeypatch.setattr(backends, "installed", lambda: listed)
     b = estimate(TWO_UNITS, "lipsdp-neuron")
     assert b.certified and b.status == "ok" and b.details["solver"] == "SCS"
     assert b.details["tried"][0] == {"solver": "MOSEK", "status": "unlicensed"}
