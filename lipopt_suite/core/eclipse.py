@@ -14,6 +14,7 @@ import numpy as np
 from ..bound import Bound, Domain
 from ..errors import InputError, UnsupportedError
 from ..network import Network
+from ..numerics.blas import single_threaded
 from ..numerics.lmi import certify_multipliers, eclipse_point, network_data
 from ..registry import method
 
@@ -46,16 +47,17 @@ def eclipse_fast(net: Network, *, norm: str = "2", domain: Domain | None = None,
     if any(not np.any(W) for W in data.weights):
         return Bound("eclipse-fast", "upper", 0.0, norm, certified=True,
                      details={"note": "a zero layer: the network is constant"})
-    if len(data.weights) == 1:
-        cert = certify_multipliers(data, [])
-        return Bound("eclipse-fast", "upper", cert.value, norm, certified=cert.certified,
-                     details={"note": "single layer: ||W||_2"})
-    point = eclipse_point(data)
-    if point is None:
-        return Bound("eclipse-fast", "upper", math.nan, norm, status="error",
-                     details={"message": "the ECLipsE-Fast recursion broke down"})
-    T, c = point
-    cert = certify_multipliers(data, T)
+    with single_threaded():  # small dense factorisations: see numerics/blas.py
+        if len(data.weights) == 1:
+            cert = certify_multipliers(data, [])
+            return Bound("eclipse-fast", "upper", cert.value, norm, certified=cert.certified,
+                         details={"note": "single layer: ||W||_2"})
+        point = eclipse_point(data)
+        if point is None:
+            return Bound("eclipse-fast", "upper", math.nan, norm, status="error",
+                         details={"message": "the ECLipsE-Fast recursion broke down"})
+        T, c = point
+        cert = certify_multipliers(data, T)
     lams = [float(t[0]) for t in T]
     details = {"multipliers": lams, "rho": cert.rho, "recursion_value": math.sqrt(c),
                "certificate_attempts": cert.attempts}

@@ -46,7 +46,7 @@ def random_fixture() -> Network:
 
 
 def solvers_here() -> list[str]:
-    return [s for s in ("CVXOPT", "SCS", "CLARABEL") if s in backends.installed()]
+    return [s for s in ("CVXOPT", "SCS", "CLARABEL") if s in backends.installed()] + ["EIG"]
 
 
 # ------------------------------------------------------------------ published values
@@ -324,3 +324,31 @@ def test_certificate_holds_in_high_precision(monkeypatch):
     for i in range(data.sizes[0]):
         M[i, i] += mpmath.mpf(cert.rho)
     mpmath.cholesky(M)  # raises ValueError unless positive definite
+
+
+def test_default_solver_is_the_structured_interior_point(capfd):
+    if not backends.cvxopt_installed():
+        pytest.skip("cvxopt not installed")
+    b = estimate(random_fixture(), "lipsdp-neuron")
+    assert b.details["solver"] == "CVXOPT" and b.certified and b.status == "ok"
+    assert abs(b.value - PUBLISHED["neuron"]) <= PUBLISHED_TOL
+    out = capfd.readouterr()  # nothing native on descriptors 1 and 2
+    assert out.out == "" and out.err == ""
+
+
+def test_forced_licence_less_mosek_is_refused(monkeypatch):
+    monkeypatch.setattr(backends, "installed", lambda: ("CVXOPT", "MOSEK", "SCS"))
+    monkeypatch.setattr(backends, "mosek_licensed", lambda: False)
+    with pytest.raises(SolverUnavailableError, match="no licence"):
+        estimate(TWO_UNITS, "lipsdp-neuron", solver="mosek")
+    b = estimate(TWO_UNITS, "lipsdp-neuron")
+    assert b.certified and "MOSEK" not in [t["solver"] for t in b.details["tried"]]
+
+
+def test_time_limit_below_a_second_still_gives_a_certified_bound():
+    # every solver tried gets at least LATE_SECONDS, so a tiny net is still solved; the
+    # bound says that the limit was passed
+    net = random_mlp([2, 8, 8, 2], seed=2)
+    b = estimate(net, "lipsdp-layer", solver="cvxopt", time_limit=1e-4)
+    assert b.status == "timeout" and b.certified
+    assert b.value >= estimate(net, "regions").value * (1 - EXACT_REL)
