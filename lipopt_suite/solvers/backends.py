@@ -8,9 +8,10 @@ absent, silently.
 
 Default SDP choice, by the shape of the LMI (side N after first-layer compression, number
 of hidden layers; the measurements are in docs/lipsdp.md): CVXOPT's interior-point solver
-with the LMI's structure (GPL-3.0, a regular dependency), except for wide shallow LMIs,
-very wide ones and when a torch device is given, which go to the first-order eigenvalue
-optimisation (`FIRST_ORDER`, torch only) first; see `first_order_first`. Then, as
+with the LMI's structure (GPL-3.0, a regular dependency), except for wide LMIs of shallow
+nets or with few multipliers, very wide ones, and when a torch device is given, which go
+to the first-order eigenvalue optimisation (`FIRST_ORDER`, torch only) first; see
+`first_order_first`. Then, as
 fallbacks when the first choice fails: MOSEK when licensed, SDPA when installed, SCS at
 tight tolerance (every answer is certified afterwards), and Clarabel, which factors a dense
 KKT block per PSD cone and so runs in the calling process only for small LMIs. The chordal
@@ -35,11 +36,13 @@ SDP_SOLVERS = ("CVXOPT", "MOSEK", "SDPA", "SCS", "CLARABEL")  # preference order
 FIRST_ORDER = "EIG"
 # Measured crossover (docs/lipsdp.md): the structured interior-point solve costs O(N^3) per
 # iteration on the LMI side N, the first-order method O(sum n_k^3) per step but converges
-# to the optimum only on shallow nets. LMIs wider than IPM_MAX_DIM with at most
-# FIRST_ORDER_MAX_HIDDEN hidden layers, and every LMI wider than IPM_LIMIT_DIM, go to the
-# first-order method first.
+# to the optimum with one multiplier per neuron only on shallow nets, and with a few
+# multipliers (one per layer) on deep ones too. LMIs wider than IPM_MAX_DIM with at most
+# FIRST_ORDER_MAX_HIDDEN hidden layers or at most FEW_VARIABLES multipliers, and every LMI
+# wider than IPM_LIMIT_DIM, go to the first-order method first.
 IPM_MAX_DIM = 400
 FIRST_ORDER_MAX_HIDDEN = 2
+FEW_VARIABLES = 32
 IPM_LIMIT_DIM = 1200
 # The chordal decomposition's preference order.
 CHORDAL_SOLVERS = ("SCS", "MOSEK", "CVXOPT", "SDPA", "CLARABEL")
@@ -109,16 +112,17 @@ def resolve(name: str) -> str:
 
 
 def sdp_candidates(forced: str | None = None, *, lmi_dim: int | None = None,
-                   hidden_layers: int | None = None, chordal: bool = False,
-                   device: str | None = None) -> list[str]:
+                   hidden_layers: int | None = None, variables: int | None = None,
+                   chordal: bool = False, device: str | None = None) -> list[str]:
     """SDP solvers to try, in order: the forced one alone, else the usable defaults for an
-    LMI of side `lmi_dim` over `hidden_layers` hidden layers (see the module docstring)."""
+    LMI of side `lmi_dim` over `hidden_layers` hidden layers with `variables` multipliers
+    (see the module docstring)."""
     return list(iter_sdp_candidates(forced, lmi_dim=lmi_dim, hidden_layers=hidden_layers,
-                                    chordal=chordal, device=device))
+                                    variables=variables, chordal=chordal, device=device))
 
 
 def first_order_first(lmi_dim: int | None, hidden_layers: int | None,
-                      device: str | None = None) -> bool:
+                      variables: int | None = None, device: str | None = None) -> bool:
     """Whether the first-order method is the default for this shape (or device)."""
     if device is not None:
         return True
@@ -127,12 +131,13 @@ def first_order_first(lmi_dim: int | None, hidden_layers: int | None,
     if lmi_dim > IPM_LIMIT_DIM:
         return True
     shallow = hidden_layers is not None and hidden_layers <= FIRST_ORDER_MAX_HIDDEN
-    return lmi_dim > IPM_MAX_DIM and shallow
+    few = variables is not None and variables <= FEW_VARIABLES
+    return lmi_dim > IPM_MAX_DIM and (shallow or few)
 
 
 def iter_sdp_candidates(forced: str | None = None, *, lmi_dim: int | None = None,
-                        hidden_layers: int | None = None, chordal: bool = False,
-                        device: str | None = None) -> Iterator[str]:
+                        hidden_layers: int | None = None, variables: int | None = None,
+                        chordal: bool = False, device: str | None = None) -> Iterator[str]:
     """`sdp_candidates`, lazily: the structured CVXOPT solve and the first-order method
     need no cvxpy, so cvxpy (about a second to import) is asked about the others only when
     those fail."""
@@ -142,7 +147,7 @@ def iter_sdp_candidates(forced: str | None = None, *, lmi_dim: int | None = None
     if chordal:
         yield from (s for s in CHORDAL_SOLVERS if usable(s))
         return
-    first = first_order_first(lmi_dim, hidden_layers, device)
+    first = first_order_first(lmi_dim, hidden_layers, variables, device)
     if first:
         yield FIRST_ORDER
     if usable("CVXOPT"):

@@ -11,8 +11,8 @@ Three ways to propose multipliers, chosen by the shape of the LMI (backends.py):
 - CVXOPT's interior-point cone solver with the LMI's rank-two structure in its KKT solver
   (solvers/lipsdp_cvxopt.py), the default for most LMIs;
 - the first-order eigenvalue optimisation in torch (solvers/lipsdp_eig.py, solver "EIG"),
-  the default for wide shallow LMIs, very wide ones, and whenever a device is given
-  (`backends.first_order_first`);
+  the default for wide LMIs of shallow nets or with few multipliers (LipSDP-Layer), very
+  wide ones, and whenever a device is given (`backends.first_order_first`);
 - cvxpy with MOSEK, SDPA, SCS or Clarabel on the program built by `build_problem`, also the
   path of the chordal decomposition.
 
@@ -370,6 +370,7 @@ def solve_group(data: LMIData, variant: str, *, solver: str | None, eps: float |
     small = compress_first_layer(data)
     candidates = backends.iter_sdp_candidates(solver, lmi_dim=small.dim,
                                               hidden_layers=len(small.hidden),
+                                              variables=small.num_vars(variant),
                                               chordal=chordal, device=device)
     tried: list[dict[str, Any]] = []
     fallback: GroupResult | None = None

@@ -15,13 +15,14 @@ fibre minimum of a jointly convex feasible set) and infinite where H(T) is not d
 so no penalty constant is needed and every iterate is a candidate certificate. H is block
 tridiagonal, so rho*(T) is computed by eliminating the layers from the last one up (one
 Cholesky factor per layer: memory sum n_k^2, time sum n_k^3, not (sum n_k)^3). Steps are
-BFGS directions on log rho*(T) over log T (keeping T > 0; quasi-Newton methods suit such
-nonsmooth eigenvalue functions, Lewis & Overton, Math. Prog. 2013) with a batched line
-search: several step lengths are evaluated in one batched factorisation and the best is
-kept, so the value never increases. The start is the ECLipsE-Fast point (feasible in
-closed form), so a certified value exists from the first iteration; the run is anytime:
-it stops at `time_limit` with the best multipliers so far, which numerics/lmi.py then
-certifies in float64.
+BFGS directions over log T (keeping T > 0) on the log of a smoothed rho* (the
+log-sum-exp of the eigenvalues, its temperature lowered in turn down to lambda_max itself;
+quasi-Newton methods also suit the nonsmooth end, Lewis & Overton, Math. Prog. 2013)
+with a batched line search: several step lengths are evaluated in one batched
+factorisation and the best is kept; the best value of rho* seen never increases. The
+start is the ECLipsE-Fast point (feasible in closed form), so a certified value exists
+from the first iteration; the run is anytime: it stops at `time_limit` with the best
+multipliers so far, which numerics/lmi.py then certifies in float64.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ MAX_FAILURES = 3
 STALL_TOL = 2e-7
 STALL_WINDOW = 20
 MAX_ITERS = 5000
+# Smoothing levels of lambda_max (temperature relative to the value), lowered in turn when
+# progress stalls; the last, 0, is lambda_max itself.
+SMOOTHING = (1e-2, 1e-3, 1e-4, 1e-5, 0.0)
 # The best multipliers are re-certified (float64, numpy) at most this often (seconds) so
 # that a time limit always leaves a certified value near the current best.
 CERTIFY_EVERY = 5.0
@@ -89,8 +93,12 @@ class SchurValue:
         WL = self.W[-1]
         self.gram_last = WL.T @ WL
 
-    def __call__(self, T: list[torch.Tensor]) -> torch.Tensor:
-        """rho*(T) for T[k] of shape (batch, n_{k+1}); +inf where H(T) is not definite."""
+    def __call__(self, T: list[torch.Tensor], smoothing: float = 0.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(smoothed value, rho*(T)) for T[k] of shape (batch, n_{k+1}); +inf where H(T) is
+        not definite. The smoothed value replaces lambda_max by the log-sum-exp of all
+        eigenvalues at temperature mu = smoothing * lambda_max (an upper bound within
+        mu log n, smooth where lambda_max is multiple; Nesterov, Math. Prog. 2005)."""
         K = len(self.W)
         batch = T[0].shape[0]
         bad = torch.zeros(batch, dtype=torch.bool, device=self.device)
@@ -123,8 +131,15 @@ class SchurValue:
         if a * b != 0.0:
             F = F - 2 * a * b * (W0.T * t1[:, None, :]) @ W0
         F = (F + F.transpose(-1, -2)) / 2
-        rho = torch.linalg.eigvalsh(F)[:, -1]
-        return torch.where(bad, torch.full_like(rho, math.inf), rho)
+        lam = torch.linalg.eigvalsh(F)
+        rho = lam[:, -1]
+        if smoothing > 0.0:
+            mu = (smoothing * rho.detach().abs()).clamp_min(1e-300)[:, None]
+            smooth = rho + mu[:, 0] * torch.logsumexp((lam - rho[:, None]) / mu, dim=1)
+        else:
+            smooth = rho
+        inf = torch.full_like(rho, math.inf)
+        return torch.where(bad, inf, smooth), torch.where(bad, inf, rho)
 
 
 def _expand(theta: torch.Tensor, data: LMIData, variant: str) -> list[torch.Tensor]:
@@ -168,7 +183,7 @@ def solve_first_order(data: LMIData, variant: str, *, time_limit: float | None =
 
     best_theta = theta.clone()
     with torch.no_grad():
-        best = float(f(_expand(theta, dn, variant))[0])
+        best = float(f(_expand(theta, dn, variant))[1][0])
     if not math.isfinite(best):
         return EigResult("error", message="the starting point is not feasible")
     certified_T = to_caller(best_theta)
@@ -176,20 +191,36 @@ def solve_first_order(data: LMIData, variant: str, *, time_limit: float | None =
     last_cert = time.perf_counter()
     history = [(time.perf_counter() - start, cert.value if cert.certified else math.nan)]
     factors = torch.as_tensor(STEP_FACTORS, dtype=f.dtype, device=f.device)[:, None]
+    smoothing = SMOOTHING[0]
 
-    def value_and_grad(th: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def value_and_grad(th: torch.Tensor) -> tuple[float, torch.Tensor, float]:
         th = th.clone().requires_grad_(True)
-        val = torch.log(f(_expand(th, dn, variant))[0])
+        smooth, true = f(_expand(th, dn, variant), smoothing)
+        val = torch.log(smooth[0])
         (grad,) = torch.autograd.grad(val, th)
-        return float(val.detach()), torch.nan_to_num(grad[0].detach())
+        return (float(val.detach()), torch.nan_to_num(grad[0].detach()),
+                float(true[0].detach()))
 
     p = theta.shape[1]
     eye = torch.eye(p, dtype=f.dtype, device=f.device)
     Hinv, fresh, failures = eye * FIRST_STEP, True, 0
-    phi, grad = value_and_grad(best_theta)
+    theta_k = best_theta
+    phi, grad, _ = value_and_grad(theta_k)
     recent = [phi]
     status, it = "ok", 0
     bar = _bar(progress, max_iters)
+
+    def sharpen() -> bool:
+        """Lower the smoothing (restarting BFGS at the current point); False at the end."""
+        nonlocal smoothing, phi, grad, Hinv, fresh, failures, recent
+        lower = [s_ for s_ in SMOOTHING if s_ < smoothing]
+        if not lower:
+            return False
+        smoothing = lower[0]
+        phi, grad, _ = value_and_grad(theta_k)
+        Hinv, fresh, failures, recent = eye * FIRST_STEP, True, 0, [phi]
+        return True
+
     try:
         while it < max_iters:
             it += 1
@@ -201,20 +232,24 @@ def solve_first_order(data: LMIData, variant: str, *, time_limit: float | None =
                 Hinv, fresh = eye * FIRST_STEP, True
                 direction = -(Hinv @ grad)
             with torch.no_grad():
-                cand = best_theta + factors * direction[None, :]
-                vals = torch.log(f(_expand(cand, dn, variant)))
+                cand = theta_k + factors * direction[None, :]
+                smooth, true = f(_expand(cand, dn, variant), smoothing)
+                vals = torch.log(smooth)
                 j = int(torch.argmin(vals))
+                k = int(torch.argmin(true))
+                if float(true[k]) < best:
+                    best, best_theta = float(true[k]), cand[k:k + 1].clone()
             if not float(vals[j]) < phi:
-                # restart from a shorter gradient step; stop when even those fail
+                # restart from a shorter gradient step; sharpen when even those fail
                 failures += 1
-                if failures > MAX_FAILURES:
+                if failures > MAX_FAILURES and not sharpen():
                     break
                 Hinv, fresh = eye * FIRST_STEP * SHRINK ** (4 * failures), True
                 continue
             failures = 0
             new_theta = cand[j:j + 1].clone()
-            new_phi, new_grad = value_and_grad(new_theta)
-            s_, y_ = (new_theta - best_theta)[0], new_grad - grad
+            new_phi, new_grad, _ = value_and_grad(new_theta)
+            s_, y_ = (new_theta - theta_k)[0], new_grad - grad
             sy = float(s_ @ y_)
             if sy > 1e-12 * float(s_ @ s_) ** 0.5 * float(y_ @ y_) ** 0.5:
                 if fresh:  # scale the first guess by the curvature seen (Nocedal & Wright)
@@ -222,8 +257,7 @@ def solve_first_order(data: LMIData, variant: str, *, time_limit: float | None =
                 rho_ = 1.0 / sy
                 V = eye - rho_ * torch.outer(s_, y_)
                 Hinv = V @ Hinv @ V.T + rho_ * torch.outer(s_, s_)
-            best_theta, phi, grad = new_theta, new_phi, new_grad
-            best = math.exp(phi)
+            theta_k, phi, grad = new_theta, new_phi, new_grad
             recent.append(phi)
             if bar is not None:
                 bar.update(1)
@@ -237,7 +271,8 @@ def solve_first_order(data: LMIData, variant: str, *, time_limit: float | None =
                 last_cert = now
                 history.append((now - start, cert.value if cert.certified else math.nan))
             if len(recent) > STALL_WINDOW and recent[-STALL_WINDOW - 1] - phi <= STALL_TOL:
-                break
+                if not sharpen():
+                    break
     finally:
         if bar is not None:
             bar.close()
