@@ -236,12 +236,13 @@ def matrix_norms(J: np.ndarray, norm: str) -> np.ndarray:
 # Smallest scale searched, relative to the search box (log-uniform radii start here).
 INNER_SCALE = 1e-3
 # The search reaches FAR_MARGIN times the radius beyond which FAR_QUANTILE of the directions
-# have the bias-free network's pattern (estimated on FAR_DIRECTIONS fixed random directions).
+# have their pattern at infinity, the bias-free network's (see `far_radii`; estimated on
+# FAR_DIRECTIONS fixed random directions).
 FAR_QUANTILE = 0.95
 FAR_MARGIN = 2.0
 FAR_DIRECTIONS = 1024
 # A cone direction u is pulled back to c + CONE_PULLBACK * R(u) u, R(u) the radius beyond
-# which the ray has the bias-free pattern: well inside the cone's region, not on its edge.
+# which the ray has its pattern at infinity: well inside the cone's region, not on its edge.
 CONE_PULLBACK = 4.0
 # Radii beyond this (relative to 1 + |centre|) are not used: float64 secants there lose
 # their digits to the evaluation error of f.
@@ -253,13 +254,16 @@ NON_PL_FAR_SCALE = 100.0
 
 def far_radii(mlp: PiecewiseLinearMLP, center: np.ndarray, U: np.ndarray) -> np.ndarray:
     """For each unit direction u (rows of U) the radius R(u) beyond which every point
-    c + r u (r > R(u)) has the bias-free network's activation pattern at u.
+    c + r u (r > R(u)) has the activation pattern of the ray at infinity.
 
-    With the bias-free pattern fixed, each pre-activation along the ray is affine in r,
-    r z0(u) + zb, with z0 the bias-free pre-activation and zb the biases (and the centre)
-    carried through the same pattern. The pattern is consistent exactly when every unit
-    keeps the sign of z0: r |z0| > -sign(z0) zb. The largest such threshold is R(u) (inf
-    when u lies on a hyperplane of the bias-free network).
+    That pattern is the bias-free network's at u: each pre-activation along the ray is,
+    with the pattern fixed, affine in r, r z0(u) + zb, z0 the bias-free pre-activation and
+    zb the biases (and the centre) carried through the same pattern; a unit is on at
+    infinity when z0 > 0 (or z0 = 0 and zb > 0: units that the bias-free network leaves at
+    exactly zero, such as a unit with no incoming weights, follow their bias). The pattern
+    is consistent exactly when every unit with z0 != 0 keeps the sign of z0,
+    r |z0| > -sign(z0) zb, and the largest such threshold is R(u): tight, since below it
+    the ray's pattern differs.
     """
     U = np.asarray(U, np.float64)
     h0 = U
@@ -268,14 +272,29 @@ def far_radii(mlp: PiecewiseLinearMLP, center: np.ndarray, U: np.ndarray) -> np.
     for W, b, a in zip(mlp.weights[:-1], mlp.biases[:-1], mlp.negative):
         z0 = h0 @ W.T
         zb = hb @ W.T + b
-        on = z0 > 0
-        need = np.maximum(np.where(on, -zb, zb), 0.0)
+        on = (z0 > 0) | ((z0 == 0) & (zb > 0))
+        need = np.where(z0 != 0, np.maximum(np.where(on, -zb, zb), 0.0), 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(need > 0, need / np.abs(z0), 0.0)
         R = np.maximum(R, ratio.max(1) if ratio.size else 0.0)
         slope = np.where(on, 1.0, a)
         h0, hb = slope * z0, slope * zb
     return R
+
+
+def limit_patterns(mlp: PiecewiseLinearMLP, center: np.ndarray, U: np.ndarray
+                   ) -> list[np.ndarray]:
+    """The pattern of each ray c + r u at infinity (see `far_radii`)."""
+    h0 = np.asarray(U, np.float64)
+    hb = np.broadcast_to(np.asarray(center, np.float64).ravel(), h0.shape)
+    out = []
+    for W, b, a in zip(mlp.weights[:-1], mlp.biases[:-1], mlp.negative):
+        z0, zb = h0 @ W.T, hb @ W.T + b
+        on = (z0 > 0) | ((z0 == 0) & (zb > 0))
+        out.append(on)
+        slope = np.where(on, 1.0, a)
+        h0, hb = slope * z0, slope * zb
+    return out
 
 
 def _unit_directions(count: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -305,8 +324,8 @@ def far_scale(net: Network, space: SearchSpace) -> float:
 def cone_points(mlp: PiecewiseLinearMLP, center: np.ndarray, U: np.ndarray, base: float
                 ) -> np.ndarray:
     """The bias-free network's cones pulled back: c + CONE_PULLBACK max(R(u), base) u for
-    each direction u, where the real network's pattern is the bias-free one at u (so its
-    Jacobian is the cone's). Directions with no finite, usable R(u) are dropped."""
+    each direction u, where the real network's pattern is the ray's pattern at infinity (so
+    its Jacobian is the cone's). Directions whose radius is too large to use are dropped."""
     R = CONE_PULLBACK * np.maximum(far_radii(mlp, center, U), base)
     ok = np.isfinite(R) & (R <= MAX_FAR_SCALE * (1.0 + float(np.abs(center).max())))
     return center + R[ok, None] * U[ok]
