@@ -33,6 +33,8 @@ SECANT_MARGIN = 1e-12
 SECANT_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 # Elements of a Jacobian batch held at once (B * m * n).
 JACOBIAN_BATCH_ELEMENTS = 20_000_000
+# The same for the numpy Jacobians behind search scores (32 MB blocks).
+SCORE_BATCH_ELEMENTS = 4_000_000
 
 
 # ------------------------------------------------------------------------ Jacobians
@@ -205,6 +207,17 @@ class PiecewiseLinearMLP:
             out[i:i + step] = G
         return out
 
+    def jacobian_norms(self, X: np.ndarray, norm: str) -> np.ndarray:
+        """||J(x)||_{p->p} at the rows of X, a block of rows at a time (the l2 norm from the
+        smaller Gram matrix: a search score, not a certificate)."""
+        X = np.asarray(X, np.float64).reshape(-1, self.input_dim)
+        step = max(1, SCORE_BATCH_ELEMENTS // (self.output_dim * self.input_dim))
+        out = np.empty(len(X))
+        for i in range(0, len(X), step):
+            J = self.jacobians(self.patterns(X[i:i + step]), rows=len(X[i:i + step]))
+            out[i:i + step] = search_norms(J, norm)
+        return out
+
 
 def pl_mlp(net: Network) -> PiecewiseLinearMLP | None:
     """The network as a PiecewiseLinearMLP, or None if it is not a ReLU/leaky-ReLU MLP."""
@@ -230,6 +243,15 @@ def matrix_norms(J: np.ndarray, norm: str) -> np.ndarray:
     if min(J.shape[-2:]) == 1:
         return np.sqrt((J * J).sum((-2, -1)))
     return np.linalg.norm(J, ord=2, axis=(-2, -1))
+
+
+def search_norms(J: np.ndarray, norm: str) -> np.ndarray:
+    """`matrix_norms` with the l2 norm from the top eigenvalue of the smaller Gram matrix
+    (much faster than SVDs of wide Jacobians; for ranking candidates, not for certificates)."""
+    if norm != "2" or min(J.shape[-2:]) == 1:
+        return matrix_norms(J, norm)
+    G = J @ J.transpose(0, 2, 1) if J.shape[1] <= J.shape[2] else J.transpose(0, 2, 1) @ J
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(G)[:, -1], 0.0))
 
 
 # ------------------------------------------------------------ scales and cones at infinity
@@ -419,31 +441,30 @@ def search_points(net: Network, space: SearchSpace, samples: int, rng: np.random
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Search points at every scale, and the scale of each (in box half-widths).
 
-    Half the points are uniform in the box or domain (the classic search). With
-    `multiscale`, the other half are box points pulled towards or pushed away from the
-    centre by a log-uniform factor t: t in [INNER_SCALE, 1] inside a domain or a `confined`
-    box (an explicit radius), and for a global search t in [INNER_SCALE, far_scale], out to
-    where (almost) every pattern is the bias-free network's; for a piecewise-linear MLP half
-    of those are cones of the bias-free network pulled back to finite points
-    (`cone_points`). Returns (points (samples', n), scale of each point).
+    First `samples` points uniform in the box or domain (the classic search, the same
+    points for the same generator state). With `multiscale`, as many again: box points
+    pulled towards or pushed away from the centre by a log-uniform factor t, t in
+    [INNER_SCALE, 1] inside a domain or a `confined` box (an explicit radius), and for a
+    global search t in [INNER_SCALE, far_scale], out to where (almost) every ray has its
+    pattern at infinity; for a piecewise-linear MLP half of those are cones of the bias-free
+    network pulled back to finite points (`cone_points`). Returns (points, scales).
     """
     samples = int(samples)
-    if not multiscale or samples < 2:
-        return space.sample(samples, rng), np.ones(samples)
+    P, scales = [space.sample(samples, rng)], [np.ones(samples)]
+    if not multiscale:
+        return P[0], scales[0]
     c = space.center
-    rest = samples // 2
-    parts, scales = [space.sample(samples - rest, rng)], [np.ones(samples - rest)]
     mlp = pl_mlp(net) if space.domain is None and not confined else None
     top = 1.0 if space.domain is not None or confined else far_scale(net, space)
-    n_cone = rest // 2 if mlp is not None else 0
-    t = np.exp(rng.uniform(np.log(INNER_SCALE), np.log(top), rest - n_cone))
-    parts.append(c + t[:, None] * (space.sample(rest - n_cone, rng) - c))
+    n_cone = samples // 2 if mlp is not None else 0
+    t = np.exp(rng.uniform(np.log(INNER_SCALE), np.log(top), samples - n_cone))
+    P.append(c + t[:, None] * (space.sample(samples - n_cone, rng) - c))
     scales.append(t)
     if n_cone:
-        P = cone_points(mlp, c, _unit_directions(n_cone, mlp.input_dim, rng), space.half)
-        parts.append(P)
-        scales.append(np.linalg.norm(P - c, ord=np.inf, axis=1) / space.half)
-    return np.concatenate(parts), np.concatenate(scales)
+        cones = cone_points(mlp, c, _unit_directions(n_cone, mlp.input_dim, rng), space.half)
+        P.append(cones)
+        scales.append(np.linalg.norm(cones - c, ord=np.inf, axis=1) / space.half)
+    return np.concatenate(P), np.concatenate(scales)
 
 
 # ------------------------------------------------------------------------ witnesses
@@ -531,7 +552,7 @@ def _scores(net: Network, P: np.ndarray, norm: str, space: SearchSpace, device: 
         return secant_ratios(net, c, P, norm)
     mlp = pl_mlp(net)
     if mlp is not None and (device is None or str(device) == "cpu"):
-        return matrix_norms(mlp.jacobians(mlp.patterns(P), rows=len(P)), norm)
+        return mlp.jacobian_norms(P, norm)
     return jacobian_norms(batch_jacobians(net, P, device=device), norm).cpu().numpy()
 
 
@@ -539,13 +560,20 @@ def _sampled(name: str, net: Network, norm: str, domain: Domain | None, space: S
              samples: int, rng: np.random.Generator, multiscale: bool, confined: bool,
              device: Any) -> tuple[Bound, np.ndarray, np.ndarray, np.ndarray]:
     """The `random` search (same points for the same seed) as the first stage of another
-    method: its bound, the points, their scales and their scores."""
+    method: its bound, the points, their scales and their scores. The classic points and
+    the other scales are certified apart, so the bound is never below the classic one."""
     P, t = search_points(net, space, samples, rng, multiscale=multiscale, confined=confined)
     keep = space.contains(P)
     P, t = P[keep], t[keep]
     S = _scores(net, P, norm, space, device)
-    b = certified_lower_bound(name, net, norm, domain, P, S, space,
-                              {"samples": int(samples), "multiscale": bool(multiscale)})
+    extra = {"samples": int(samples), "multiscale": bool(multiscale)}
+    box = int(keep[:int(samples)].sum())
+    if box == 0:
+        return certified_lower_bound(name, net, norm, domain, P, S, space, extra), P, t, S
+    b = certified_lower_bound(name, net, norm, domain, P[:box], S[:box], space, extra)
+    if len(P) > box:
+        far = certified_lower_bound(name, net, norm, domain, P[box:], S[box:], space, extra)
+        b = better(b, far, box_value=b.value, scales_value=far.value, points=len(P))
     return b, P, t, S
 
 
@@ -712,9 +740,10 @@ def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
               **options: Any) -> Bound:
     """Generalised simulated annealing (scipy.optimize.dual_annealing without local search)
     maximising ||J(x)||, started from the best point of the `random` search with the same
-    `samples` and `seed` (never ending below it). A global search anneals over a cube
-    mapped onto every scale (`LogWarp`, out to where the patterns are the bias-free
-    network's); in a domain over its box (points outside a ball are projected).
+    `samples` and `seed` (never ending below it): `maxfun` evaluations over the search box
+    or the domain's box (points outside a ball are projected), and for a global search as
+    many again over a cube mapped onto every scale (`LogWarp`, out to where the rays have
+    their patterns at infinity).
 
     Reference: the "Annealing" column of Scaman & Virmaux, NeurIPS 2018 (Table 1).
     Guarantee: certified lower bound with witness pair (x, y).
@@ -726,26 +755,26 @@ def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
                                   np.random.default_rng(seed), multiscale, radius is not None,
                                   device)
     reach = far_scale(net, space) if multiscale and domain is None and radius is None else 1.0
-    warp = None
+    best = P0[int(np.argmax(S0))]
+    # one run over the box (or domain); one over every scale when the search reaches out
+    runs: list[tuple[LogWarp | None, list, np.ndarray]] = [
+        (None, list(zip(space.lower.tolist(), space.upper.tolist())),
+         np.clip(best, space.lower, space.upper))]
     if reach > 2.0:
         warp = LogWarp(space.center, (space.upper - space.lower) / 2, reach)
-        bounds = [(-1.0, 1.0)] * net.input_dim
-        x0 = warp.inverse(P0[int(np.argmax(S0))])
-    else:
-        bounds = list(zip(space.lower.tolist(), space.upper.tolist()))
-        x0 = np.clip(P0[int(np.argmax(S0))], space.lower, space.upper)
+        runs.append((warp, [(-1.0, 1.0)] * net.input_dim, warp.inverse(best)))
     seen: list[np.ndarray] = []
     scores: list[float] = []
+    for warp, bounds, x0 in runs:
+        def objective(z: np.ndarray, warp: LogWarp | None = warp) -> float:
+            p = warp(z[None]) if warp is not None else space.project(z[None])
+            s = float(_scores(net, p, norm, space, device)[0])
+            seen.append(p[0])
+            scores.append(s)
+            return -s
 
-    def objective(z: np.ndarray) -> float:
-        p = warp(z[None]) if warp is not None else space.project(z[None])
-        s = float(_scores(net, p, norm, space, device)[0])
-        seen.append(p[0])
-        scores.append(s)
-        return -s
-
-    dual_annealing(objective, bounds, maxfun=int(maxfun), seed=seed, no_local_search=True,
-                   x0=x0)
+        dual_annealing(objective, bounds, maxfun=int(maxfun), seed=seed, no_local_search=True,
+                       x0=x0)
     annealed = certified_lower_bound("annealing", net, norm, domain, np.array(seen),
                                      np.array(scores), space)
     return better(sampled, annealed, evaluations=len(seen), samples=int(samples),

@@ -29,6 +29,7 @@ from ..core.lower import (
     better,
     matrix_norms,
     pl_mlp,
+    search_norms,
     witness_pair,
 )
 from ..network import Network
@@ -38,8 +39,10 @@ from .regions import FULL_DIM_RADIUS
 # Flips not seen as facets by ray shooting are still checked by LP when their norm beats the
 # current region's, at most this many per step (a small facet can hide from the rays).
 EXTRA_CHECKS = 3
-# Random rays shot from the centre, per input dimension, besides one along each normal.
+# Random rays shot from the centre, per input dimension and at most MAX_RAYS, besides one
+# along each constraint's normal (those find most facets by themselves).
 RAYS_PER_DIM = 4
+MAX_RAYS = 64
 # Cutting-plane rounds that fit the Chebyshev ball into an l2-ball domain.
 BALL_CUTS = 30
 # Regions certified by secants at the end (best by Jacobian norm).
@@ -96,7 +99,7 @@ def _neighbour_norms(mlp: PiecewiseLinearMLP, region: _Region, norm: str) -> np.
         S = (S * slopes[k]) @ mlp.weights[k]
     if not blocks:
         return np.zeros(0)
-    return matrix_norms(np.concatenate(blocks), norm)
+    return search_norms(np.concatenate(blocks), norm)
 
 
 class _Chebyshev:
@@ -155,33 +158,93 @@ class _Chebyshev:
 
 
 class _Walk:
+    """The walk's state: the network, the norm, the search space, the HiGHS model and every
+    pattern met so far (its region, or None when it is not full-dimensional in the set)."""
+
     def __init__(self, mlp: PiecewiseLinearMLP, norm: str, space: SearchSpace, eps: float,
                  rng: np.random.Generator) -> None:
         self.mlp, self.norm, self.space, self.eps, self.rng = mlp, norm, space, eps, rng
         self.lp = _Chebyshev(mlp.input_dim, space, space.half)
         self.cache: dict[bytes, _Region | None] = {}
+        self.crossings = 0
 
-    def region(self, pattern: list[np.ndarray]) -> _Region | None:
-        """The full-dimensional region of a pattern (inside the domain), or None."""
+    def inscribed(self, G: np.ndarray, h: np.ndarray, x: np.ndarray) -> float:
+        """Radius of the largest ball centred at x inside {G x <= h} and the domain."""
+        norms = np.linalg.norm(G, axis=1)
+        slack = h - G @ x
+        live = norms > 0
+        if np.any(slack[~live] < 0):
+            return -np.inf
+        r = float(np.min(slack[live] / norms[live])) if live.any() else self.space.half
+        dom = self.space.domain
+        if dom is not None:
+            if dom.kind == "ball":
+                r = min(r, float(dom.radius) - float(np.linalg.norm(x - dom.center.ravel())))
+            else:
+                r = min(r, float(np.min(np.minimum(x - self.space.lower,
+                                                   self.space.upper - x))))
+        return r
+
+    def region(self, pattern: list[np.ndarray], point: np.ndarray | None = None,
+               ray: np.ndarray | None = None) -> _Region | None:
+        """The full-dimensional region of a pattern (inside the domain), or None. A `point`
+        on its boundary and a `ray` into it (a facet crossing) give an interior point, the
+        middle of the ray's chord, without an LP; otherwise (or if that fails) the LP's
+        Chebyshev centre decides."""
         key = _key(pattern)
         if key not in self.cache:
             reg = _affine(self.mlp, pattern, self.norm)
             G, h = _constraints(reg)
-            t, x = self.lp.solve(G, h)
-            ok = t > self.eps and all(
-                (p[0] == q).all() for p, q in zip(self.mlp.patterns(x[None]), pattern))
-            if ok:
-                reg.point, reg.radius = x, t
-            self.cache[key] = reg if ok else None
+            x = None
+            if point is not None:
+                x = point if ray is None else self._chord_middle(G, h, point, ray)
+            if x is not None:
+                t = self.inscribed(G, h, x)
+                if t > self.eps and self._has(x, pattern):
+                    reg.point, reg.radius = x, t
+                    self.cache[key] = reg
+                    self.crossings += 1
+                    return reg
+            self.cache[key] = reg if self.centre(reg) else None
         return self.cache[key]
 
-    def facets(self, reg: _Region, G: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Rows of G hit first by rays from the centre (each one a facet of the region)."""
+    def centre(self, reg: _Region) -> bool:
+        """Move the region's point to its Chebyshev centre (LP); False if it has none."""
+        t, x = self.lp.solve(*_constraints(reg))
+        if t > self.eps and self._has(x, reg.pattern):
+            if t > reg.radius:
+                reg.point, reg.radius = x, t
+            return True
+        return reg.point is not None
+
+    def _has(self, x: np.ndarray, pattern: list[np.ndarray]) -> bool:
+        return all((p[0] == q).all() for p, q in zip(self.mlp.patterns(x[None]), pattern))
+
+    def _chord_middle(self, G: np.ndarray, h: np.ndarray, x: np.ndarray, d: np.ndarray
+                      ) -> np.ndarray:
+        rate = G @ d
+        slack = np.maximum(h - G @ x, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exits = np.where(rate > 0, slack / rate, np.inf)
+        length = min(float(exits.min()) if exits.size else np.inf, 2 * self.space.half)
+        dom = self.space.domain
+        if dom is not None:
+            lo, hi = self.space.lower - x, self.space.upper - x
+            with np.errstate(divide="ignore", invalid="ignore"):
+                box = np.where(d > 0, hi / d, np.where(d < 0, lo / d, np.inf))
+            length = min(length, float(box.min()))
+        return x + 0.5 * length * d
+
+    def facets(self, reg: _Region, G: np.ndarray, h: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of G hit first by rays from the region's point (each one a facet), with the
+        ray that found each and the point where it crosses the facet."""
         n = G.shape[1]
         norms = np.linalg.norm(G, axis=1)
         live = norms > 0
         D = np.vstack([G[live] / norms[live, None],
-                       self.rng.standard_normal((RAYS_PER_DIM * n, n))])
+                       self.rng.standard_normal((min(RAYS_PER_DIM * n, MAX_RAYS), n))])
+        D /= np.linalg.norm(D, axis=1, keepdims=True)
         slack = np.maximum(h - G @ reg.point, 0.0)
         rate = D @ G.T
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -189,9 +252,14 @@ class _Walk:
         first = np.argmin(hit, axis=1)
         reach = hit[np.arange(len(D)), first]
         inside = np.isfinite(reach) & self._in_domain(reg.point, D, reach)
-        out = np.zeros(len(G), dtype=bool)
-        out[first[inside]] = True
-        return out
+        found = np.zeros(len(G), dtype=bool)
+        rays = np.zeros_like(G)
+        cross = np.zeros_like(G)
+        for r in np.flatnonzero(inside)[::-1]:  # the first ray to find a facet wins
+            found[first[r]] = True
+            rays[first[r]] = D[r]
+            cross[first[r]] = reg.point + reach[r] * D[r]
+        return found, rays, cross
 
     def _in_domain(self, x: np.ndarray, D: np.ndarray, t: np.ndarray) -> np.ndarray:
         dom = self.space.domain
@@ -214,7 +282,7 @@ class _Walk:
             if not len(G):
                 break
             values = _neighbour_norms(self.mlp, cur, self.norm)
-            facet = self.facets(cur, G, h)
+            facet, rays, cross = self.facets(cur, G, h)
             flat = np.concatenate(cur.pattern)
             sizes = np.cumsum([0] + [len(p) for p in cur.pattern])
             extra = 0
@@ -230,7 +298,8 @@ class _Walk:
                 key = _key(pattern)
                 if key in visited:
                     continue
-                reg = self.region(pattern)
+                reg = (self.region(pattern, cross[j], rays[j]) if facet[j]
+                       else self.region(pattern))
                 if reg is not None:
                     nxt = reg
                     visited.add(key)
@@ -297,7 +366,7 @@ def region_walk(net: Network, *, norm: str = "2", domain: Domain | None = None,
             pattern = [flat[i, sizes[k]:sizes[k + 1]] for k in range(len(sizes) - 1)]
             if _key(pattern) in visited:
                 continue
-            reg = walk.region(pattern)
+            reg = walk.region(pattern, P[i])
             if reg is None:
                 continue
             starts += 1
@@ -315,10 +384,13 @@ def region_walk(net: Network, *, norm: str = "2", domain: Domain | None = None,
         if _key(reg.pattern) in seen:
             continue
         seen.add(_key(reg.pattern))
+        with native_silence():
+            walk.centre(reg)  # the largest inscribed ball, for the longest witness pair
         w = witness_pair(net, reg.point, norm, space, inscribed=reg.radius)
         if walked is None or w[0] > walked[0][0]:
             walked = (w, reg)
     extra = {"restarts": starts, "steps": int(steps), "moves": moves, "lps": walk.lp.count,
+             "crossings": walk.crossings,
              "regions_seen": len(walk.cache), "stopped": stopped, "samples": int(samples),
              "sampled_value": sampled.value}
     if walked is None:
