@@ -7,7 +7,6 @@ LipSDP, whose solver answers are repaired with this point.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -22,8 +21,7 @@ __all__ = ["eclipse_fast", "eclipse_point"]
 
 @method("eclipse-fast", kind="upper", norms=("2",), mlp_only=True, domain="never",
         summary="ECLipsE-Fast: closed-form feasible point of LipSDP-Layer, certified")
-def eclipse_fast(net: Network, *, norm: str = "2", domain: Domain | None = None,
-                 **options: Any) -> Bound:
+def eclipse_fast(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """ECLipsE-Fast: eliminate the LipSDP-Layer LMI block by block (Schur complements) and
     pick each layer's multiplier in closed form; no SDP solver.
 
@@ -37,8 +35,6 @@ def eclipse_fast(net: Network, *, norm: str = "2", domain: Domain | None = None,
     """
     if norm != "2":
         raise InputError(f"eclipse-fast bounds the l2 constant only, not norm {norm}")
-    if options:
-        raise InputError(f"eclipse-fast has no option {sorted(options)[0]!r}")
     data = network_data(net)
     if any(a * b < 0 for a, b in data.slopes):
         # the recursion drops the term 2 a b lambda_{k+1} W_k^T W_k, safe only when a b >= 0

@@ -481,15 +481,9 @@ def lipsdp_bound(net: Network, variant: str, *, solver: str | None = None,
                  seconds=time.perf_counter() - start, status=status, details=details)
 
 
-OPTION_NAMES = "solver, time_limit, split, chordal, eps, device, progress"
-
-
-def _check_call(name: str, norm: str, options: dict[str, Any]) -> None:
+def _check_norm(name: str, norm: str) -> None:
     if norm != "2":
         raise InputError(f"{name} bounds the l2 constant only, not norm {norm}")
-    if options:
-        raise InputError(f"{name} has no option {sorted(options)[0]!r} (options: "
-                         f"{OPTION_NAMES})")
 
 
 @method("lipsdp-neuron", kind="upper", norms=("2",), mlp_only=True, domain="never",
@@ -497,8 +491,7 @@ def _check_call(name: str, norm: str, options: dict[str, Any]) -> None:
 def lipsdp_neuron(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   solver: str | None = None, time_limit: float | None = None,
                   split: int | None = None, chordal: bool = False, eps: float | None = None,
-                  device: str | None = None, progress: bool = False,
-                  **options: Any) -> Bound:
+                  device: str | None = None, progress: bool = False) -> Bound:
     """LipSDP-Neuron: the slope-restricted activations' incremental quadratic constraints
     with a diagonal multiplier T (one entry per hidden neuron) in one LMI over all layers.
 
@@ -513,7 +506,7 @@ def lipsdp_neuron(net: Network, *, norm: str = "2", domain: Domain | None = None
     Guarantee: certified upper bound on the global l2 constant when `certified` is True
     (the solver's multipliers checked a posteriori in float64 with rounding margins).
     """
-    _check_call("lipsdp-neuron", norm, options)
+    _check_norm("lipsdp-neuron", norm)
     return lipsdp_bound(net, "neuron", solver=solver, time_limit=time_limit, split=split,
                         chordal=chordal, eps=eps, device=device, progress=progress)
 
@@ -523,8 +516,7 @@ def lipsdp_neuron(net: Network, *, norm: str = "2", domain: Domain | None = None
 def lipsdp_layer(net: Network, *, norm: str = "2", domain: Domain | None = None,
                  solver: str | None = None, time_limit: float | None = None,
                  split: int | None = None, chordal: bool = False, eps: float | None = None,
-                 device: str | None = None, progress: bool = False,
-                 **options: Any) -> Bound:
+                 device: str | None = None, progress: bool = False) -> Bound:
     """LipSDP-Layer: LipSDP with T = lambda_k I on hidden layer k (fewer variables, a
     larger value than LipSDP-Neuron).
 
@@ -532,6 +524,6 @@ def lipsdp_layer(net: Network, *, norm: str = "2", domain: Domain | None = None,
     Options as lipsdp-neuron.
     Guarantee: certified upper bound on the global l2 constant when `certified` is True.
     """
-    _check_call("lipsdp-layer", norm, options)
+    _check_norm("lipsdp-layer", norm)
     return lipsdp_bound(net, "layer", solver=solver, time_limit=time_limit, split=split,
                         chordal=chordal, eps=eps, device=device, progress=progress)
