@@ -11,12 +11,12 @@ sparse Gram matrix (dense or banded factorisation, whichever is cheaper);
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .blas import single_threaded
 from .rounding import UNIT_ROUNDOFF, gamma, up
 
 U = UNIT_ROUNDOFF
@@ -132,18 +132,10 @@ def _banded_factor(gram: Gram, d: float, bw: int) -> bool:
     ab[gram.rows - gram.cols, gram.cols] = -gram.vals
     ab[0] += d
     try:
-        with _one_blas_thread():
+        # OpenBLAS's threaded banded Cholesky is up to 50x slower than one thread on a busy
+        # machine (measured: n = 4096, bandwidth 559: 7.8 s with 2 threads, 0.1 s with 1)
+        with single_threaded():
             cholesky_banded(ab, lower=True, overwrite_ab=True, check_finite=False)
     except LinAlgError:
         return False
     return True
-
-
-def _one_blas_thread():
-    """OpenBLAS's threaded banded Cholesky is up to 50x slower than one thread on a busy
-    machine (measured: n = 4096, bandwidth 559: 7.8 s with 2 threads, 0.1 s with 1)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return nullcontext()
-    return threadpool_limits(1, user_api="blas")
