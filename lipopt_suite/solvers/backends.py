@@ -47,6 +47,16 @@ IPM_LIMIT_DIM = 1200
 # The chordal decomposition's preference order.
 CHORDAL_SOLVERS = ("SCS", "MOSEK", "CVXOPT", "SDPA", "CLARABEL")
 MIP_SOLVERS = ("SCIP", "HIGHS", "GUROBI")  # gurobipy's pip licence is size-capped: opt-in
+# The MIP solver's relative and absolute optimality gaps.
+MIP_REL_GAP = 1e-8
+MIP_ABS_GAP = 1e-10
+# Time-limit option of each cvxpy MIP solver: (keyword, key inside it or None).
+MIP_TIME_OPTIONS = {"HIGHS": ("time_limit", None), "SCIP": ("scip_params", "limits/time"),
+                    "SCIPY": ("scipy_options", "time_limit"), "GUROBI": ("TimeLimit", None),
+                    "CBC": ("maximumSeconds", None),
+                    "MOSEK": ("mosek_params", "MSK_DPAR_MIO_MAX_TIME"),
+                    "CPLEX": ("cplex_params", "timelimit"), "COPT": ("TimeLimit", None),
+                    "XPRESS": ("maxtime", None)}
 # Clarabel allocated ~10 GB and aborted the process (SIGABRT) on a 320x320 LMI and took
 # 53 s on a 110x110 one; LMIs up to this side are solved in-process, larger ones in a child.
 CLARABEL_INPROCESS_MAX_DIM = 80
@@ -163,11 +173,48 @@ def cvxopt_installed() -> bool:
     return importlib.util.find_spec("cvxopt") is not None
 
 
-def mip_candidates(forced: str | None = None) -> list[str]:
-    """MIP solvers to try, in order (Gurobi only when forced)."""
+def mip_solver(forced: str | None = None) -> str:
+    """The MIP solver to use: the forced one (installed, usable and mixed-integer capable),
+    else SCIP when installed, else HiGHS (Gurobi only when forced: its pip licence caps
+    model size)."""
+    from cvxpy.reductions.solvers.defines import INSTALLED_MI_SOLVERS
+
+    mip_capable = sorted(str(s).upper() for s in INSTALLED_MI_SOLVERS)
+    ok = [s for s in mip_capable if usable(s)]
     if forced is not None:
-        return [resolve(forced)]
-    return [s for s in MIP_SOLVERS[:2] if usable(s)]
+        name = str(forced).strip().upper()
+        if name not in mip_capable:
+            raise SolverUnavailableError(
+                f"mip: solver {forced!r} is not an installed mixed-integer solver; installed: "
+                f"{', '.join(mip_capable) or 'none'}")
+        if name not in ok:
+            raise SolverUnavailableError(
+                f"mip: solver {forced!r} is installed but not usable here (no licence); "
+                f"usable: {', '.join(ok) or 'none'}")
+        return name
+    for name in MIP_SOLVERS[:2]:
+        if name in ok:
+            return name
+    raise SolverUnavailableError(f"mip: neither SCIP nor HiGHS is usable; installed mixed-"
+                                 f"integer solvers: {', '.join(mip_capable) or 'none'}")
+
+
+def mip_options(name: str, time_limit: float | None = None) -> dict[str, Any]:
+    """Keyword arguments for `Problem.solve` with this MIP solver: gaps and time limit."""
+    opts: dict[str, Any] = {}
+    if name == "HIGHS":
+        # HiGHS's default feasibility tolerances: tightening them to 1e-9 made it report wrong
+        # "optimal" answers on a 2-20-20-2 net over a box of half-width 3.7e3
+        opts.update(mip_rel_gap=MIP_REL_GAP, mip_abs_gap=MIP_ABS_GAP)
+    elif name == "SCIP":
+        opts["scip_params"] = {"limits/gap": MIP_REL_GAP}
+    if time_limit is not None and name in MIP_TIME_OPTIONS:
+        key, sub = MIP_TIME_OPTIONS[name]
+        if sub is None:
+            opts[key] = float(time_limit)
+        else:
+            opts.setdefault(key, {})[sub] = float(time_limit)
+    return opts
 
 
 def clarabel_in_process(lmi_dim: int) -> bool:

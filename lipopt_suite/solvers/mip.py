@@ -29,18 +29,17 @@ from typing import Any
 import numpy as np
 
 from ..bound import Bound, Domain
-from ..errors import InputError, SolverUnavailableError, UnsupportedError
+from ..errors import InputError, UnsupportedError
 from ..network import Network
 from ..numerics.polytope import interval_bounds, lp_bounds, region_ball
 from ..quiet import native_silence
 from ..registry import method
+from . import backends
 from .regions import FULL_DIM_RADIUS, SLIVER_RADIUS  # one criterion of full dimension
 
-# The solver's relative and absolute optimality gaps, and the agreement required between the
-# recomputed value of its pattern and its proven bound before the answer is called exact
-# (the acceptance tests compare with region enumeration at 1e-6 relative).
-MIP_REL_GAP = 1e-8
-MIP_ABS_GAP = 1e-10
+# The agreement required between the recomputed value of the solver's pattern and its proven
+# bound before the answer is called exact (the acceptance tests compare with region
+# enumeration at 1e-6 relative); the solver's own gaps are backends.backends.MIP_REL_GAP/ABS_GAP.
 EXACT_RTOL = 1e-6
 # Solves after cutting off patterns whose region misses the box (tolerance artefacts).
 MAX_RESOLVES = 5
@@ -66,13 +65,6 @@ GLOBAL_MARGIN = 2.0
 DEEP_GROWTH = 10.0
 GLOBAL_FALLBACK_RADIUS = 100.0
 MAX_VERTEX_SUBSETS = 200_000
-# Time-limit option of each cvxpy MIP solver.
-TIME_OPTIONS = {"HIGHS": ("time_limit", None), "SCIP": ("scip_params", "limits/time"),
-                "SCIPY": ("scipy_options", "time_limit"), "GUROBI": ("TimeLimit", None),
-                "CBC": ("maximumSeconds", None), "MOSEK": ("mosek_params",
-                                                          "MSK_DPAR_MIO_MAX_TIME"),
-                "CPLEX": ("cplex_params", "timelimit"), "COPT": ("TimeLimit", None),
-                "XPRESS": ("maxtime", None)}
 
 
 # ------------------------------------------------------------------------ bounds
@@ -250,50 +242,6 @@ def build_problem(weights: list[np.ndarray], biases: list[np.ndarray], norm: str
 
 
 # ------------------------------------------------------------------------ solving
-def choose_solver(forced: str | None) -> str:
-    """The MIP solver to use: the forced one (must be installed, usable and MIP-capable),
-    else SCIP when installed, else HiGHS."""
-    from cvxpy.reductions.solvers.defines import INSTALLED_MI_SOLVERS
-
-    from . import backends
-
-    mip_capable = sorted(str(s).upper() for s in INSTALLED_MI_SOLVERS)
-    usable = [s for s in mip_capable if backends.usable(s)]
-    if forced is not None:
-        name = str(forced).strip().upper()
-        if name not in mip_capable:
-            raise SolverUnavailableError(
-                f"mip: solver {forced!r} is not an installed mixed-integer solver; installed: "
-                f"{', '.join(mip_capable) or 'none'}")
-        if name not in usable:
-            raise SolverUnavailableError(
-                f"mip: solver {forced!r} is installed but not usable here (no licence); "
-                f"usable: {', '.join(usable) or 'none'}")
-        return name
-    for name in ("SCIP", "HIGHS"):
-        if name in usable:
-            return name
-    raise SolverUnavailableError(f"mip: neither SCIP nor HiGHS is usable; installed mixed-"
-                                 f"integer solvers: {', '.join(mip_capable) or 'none'}")
-
-
-def solver_options(name: str, time_limit: float | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if name == "HIGHS":
-        # HiGHS's default feasibility tolerances: tightening them to 1e-9 made it report wrong
-        # "optimal" answers on a 2-20-20-2 net over a box of half-width 3.7e3
-        opts.update(mip_rel_gap=MIP_REL_GAP, mip_abs_gap=MIP_ABS_GAP)
-    elif name == "SCIP":
-        opts["scip_params"] = {"limits/gap": MIP_REL_GAP}
-    if time_limit is not None and name in TIME_OPTIONS:
-        key, sub = TIME_OPTIONS[name]
-        if sub is None:
-            opts[key] = float(time_limit)
-        else:
-            opts.setdefault(key, {})[sub] = float(time_limit)
-    return opts
-
-
 @dataclass(frozen=True)
 class Solve:
     status: str  # cvxpy status
@@ -316,7 +264,7 @@ def solve_problem(model: MipModel, solver: str, time_limit: float | None) -> Sol
         with warnings.catch_warnings(), native_silence():
             # an inaccurate status is reported through `status`, not as a warning
             warnings.simplefilter("ignore")
-            problem.solve(solver=solver, verbose=False, **solver_options(solver, time_limit))
+            problem.solve(solver=solver, verbose=False, **backends.mip_options(solver, time_limit))
     except cp.error.SolverError as exc:
         return Solve(f"solver_error: {exc}", None, None, None, None,
                      time.perf_counter() - start)
@@ -334,7 +282,7 @@ def solve_problem(model: MipModel, solver: str, time_limit: float | None) -> Sol
             elif value is None:
                 upper = -dual if status != cp.OPTIMAL else None
     if status == cp.OPTIMAL and upper is None and value is not None:
-        upper = value * (1 + MIP_REL_GAP) + MIP_ABS_GAP
+        upper = value * (1 + backends.MIP_REL_GAP) + backends.MIP_ABS_GAP
     pattern = xval = None
     if value is not None and model.x.value is not None:
         xval = np.asarray(model.x.value, dtype=np.float64)
@@ -422,7 +370,7 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise InputError(f"mip: time_limit must be positive, got {time_limit}")
     lo, hi, proven_box, details = _search_box(net, domain, global_radius)
-    name = choose_solver(solver)
+    name = backends.mip_solver(solver)
     n_in = weights[0].shape[1]
     if time_limit is None and n_in > MAX_UNTIMED_INPUTS:
         raise UnsupportedError(
@@ -557,7 +505,7 @@ def _solve_verified(model: MipModel, weights: list[np.ndarray], biases: list[np.
             if val > inc.value:
                 inc.value, inc.x, inc.pattern = val, centre, sol.pattern
             inc.exact = (sol.status == "optimal"
-                         and val >= inc.upper * (1 - EXACT_RTOL) - MIP_ABS_GAP)
+                         and val >= inc.upper * (1 - EXACT_RTOL) - backends.MIP_ABS_GAP)
             return inc
         # the solver's pattern has no full-dimensional region in the box: cut it off
         if radius > floor:  # ... or one too thin to resolve: remember its slope
@@ -579,7 +527,7 @@ def _cross_check(inc: _Incumbent, model: MipModel, weights: list[np.ndarray],
     X = lo + (hi - lo) * np.random.default_rng(0).random((count, lo.size))
     sampled = sampled_norms(weights, biases, X, norm)
     k = int(np.argmax(sampled))
-    if sampled[k] > inc.value * (1 + EXACT_RTOL) + MIP_ABS_GAP:
+    if sampled[k] > inc.value * (1 + EXACT_RTOL) + backends.MIP_ABS_GAP:
         details["message"] = (f"the solver's optimum {inc.value:.9g} is beaten by a sampled "
                               f"point ({sampled[k]:.9g}); its optimality claim is not "
                               "trusted and the interval bound is reported")
@@ -591,7 +539,7 @@ def _account_for_slivers(inc: _Incumbent, details: dict[str, Any]) -> None:
     """A region too thin to resolve was cut off: the constant is at most max(upper, its
     slope), and an optimum below that slope is not exact."""
     inc.upper = max(inc.upper, inc.sliver)
-    if inc.exact and inc.sliver > inc.value * (1 + EXACT_RTOL) + MIP_ABS_GAP:
+    if inc.exact and inc.sliver > inc.value * (1 + EXACT_RTOL) + backends.MIP_ABS_GAP:
         inc.exact, inc.status = False, "inaccurate"
         details["message"] = (f"a region too thin to resolve (relative width < "
                               f"{FULL_DIM_RADIUS:g}) has slope {inc.sliver:.9g}: not proven "

@@ -133,5 +133,18 @@ def test_clarabel_size_rule():
     assert not backends.clarabel_in_process(320)
 
 
-def test_mip_candidates():
-    assert "HIGHS" in backends.mip_candidates() or "HIGHS" not in backends.installed()
+def test_mip_solver_choice_and_options():
+    import cvxpy
+
+    default = backends.mip_solver()
+    assert default in ("SCIP", "HIGHS")
+    if "SCIP" not in backends.installed():
+        assert default == "HIGHS"
+    assert backends.mip_solver("highs") == "HIGHS"
+    with pytest.raises(SolverUnavailableError, match="not an installed mixed-integer"):
+        backends.mip_solver("CLARABEL")  # installed, but not a MIP solver
+    opts = backends.mip_options("HIGHS", 7.0)
+    assert opts["time_limit"] == 7.0 and opts["mip_rel_gap"] == backends.MIP_REL_GAP
+    assert backends.mip_options("SCIP", 3.0)["scip_params"] == {
+        "limits/gap": backends.MIP_REL_GAP, "limits/time": 3.0}
+    assert "HIGHS" in (str(s).upper() for s in cvxpy.installed_solvers())
