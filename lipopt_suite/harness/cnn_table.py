@@ -16,10 +16,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..io import from_torch
+from .tables import fmt, md_table
 from .train import Trained, _digits_extras, _torch_single_thread, digits_data, fit
 
 CNN_LAYERS = (4, 5, 7, 10)
@@ -90,18 +91,22 @@ def alexnet_row(seed: int = 0, *, width: float = 1.0, top_k: int = 64) -> dict[s
     return out
 
 
+ALEXNET_FILE = "alexnet.json"
+
+
+def write_alexnet_row(out: Path) -> Path:
+    """`alexnet_row()` into out/alexnet.json, where the report's CNN table finds it (the
+    network is too large to ship as a problem: 61 M weights)."""
+    import json
+
+    from ..bound import to_jsonable
+
+    path = Path(out) / ALEXNET_FILE
+    path.write_text(json.dumps(to_jsonable(alexnet_row()), indent=1) + "\n")
+    return path
+
+
 # ------------------------------------------------------------------------------ table
-def _fmt(v: float | None) -> str:
-    from .report import fmt
-
-    return fmt(v)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return out + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def cnn_markdown(a: Any, alexnet: dict[str, Any] | None = None) -> str | None:
     """Our CNN table beside the published one (None without records of the family), from a
     report `Analysis` (harness/report.py `analyse`); `alexnet` is an `alexnet_row()`."""
@@ -127,12 +132,12 @@ def cnn_markdown(a: Any, alexnet: dict[str, Any] | None = None) -> str | None:
         v = {m: value(L, m) for m in CNN_COLUMNS}
         ratio = (v["autolip"] / v["seqlip-greedy"] if v["autolip"] and v["seqlip-greedy"]
                  else None)
-        rows.append([str(L), _fmt(v["autolip"]), _fmt(v["seqlip-greedy"]) + "*",
-                     _fmt(ratio), _fmt(v["data"]), _fmt(v["annealing"])])
-    lines += _table(("# layers",) + CNN_HEADERS, rows)
+        rows.append([str(L), fmt(v["autolip"]), fmt(v["seqlip-greedy"]) + "*",
+                     fmt(ratio), fmt(v["data"]), fmt(v["annealing"])])
+    lines += md_table(("# layers",) + CNN_HEADERS, rows)
     lines += ["", "## Published (Scaman & Virmaux, NeurIPS 2018)", ""]
-    lines += _table(("# layers",) + CNN_HEADERS, [
-        [str(L)] + [_fmt(CNN_PUBLISHED[L][m]) for m in ("autolip", "seqlip-greedy", "ratio",
+    lines += md_table(("# layers",) + CNN_HEADERS, [
+        [str(L)] + [fmt(CNN_PUBLISHED[L][m]) for m in ("autolip", "seqlip-greedy", "ratio",
                                                         "data", "annealing")]
         for L in CNN_LAYERS])
     if alexnet is not None:
@@ -141,10 +146,10 @@ def cnn_markdown(a: Any, alexnet: dict[str, Any] | None = None) -> str | None:
                   f"weights (seed {alexnet['seed']}, width x{alexnet['width']:g}); the "
                   "paper's: the trained AlexNet. Greedy SeqLip with "
                   f"{alexnet['top_k']} singular vectors per block.", ""]
-        lines += _table(("", "AutoLip", "Greedy SeqLip", "Ratio"), [
-            ["ours", _fmt(alexnet["autolip"]), _fmt(alexnet["seqlip-greedy"]) + "*",
-             _fmt(alexnet["ratio"])],
-            ["published", _fmt(ALEXNET_PUBLISHED["autolip"]),
-             _fmt(ALEXNET_PUBLISHED["seqlip-greedy"]),
-             _fmt(ALEXNET_PUBLISHED["autolip"] / ALEXNET_PUBLISHED["seqlip-greedy"])]])
+        lines += md_table(("", "AutoLip", "Greedy SeqLip", "Ratio"), [
+            ["ours", fmt(alexnet["autolip"]), fmt(alexnet["seqlip-greedy"]) + "*",
+             fmt(alexnet["ratio"])],
+            ["published", fmt(ALEXNET_PUBLISHED["autolip"]),
+             fmt(ALEXNET_PUBLISHED["seqlip-greedy"]),
+             fmt(ALEXNET_PUBLISHED["autolip"] / ALEXNET_PUBLISHED["seqlip-greedy"])]])
     return "\n".join(lines) + "\n"

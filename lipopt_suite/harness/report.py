@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .cnn_table import ALEXNET_FILE, cnn_markdown
 from .problems import DESIGN_METHODS, SCAMAN_COLUMNS, SCAMAN_LAYERS, SERIES_AXIS
 from .store import RECORDS, Store
+from .tables import fmt, md_table
 
 QUANTITY_ORDER = {"anchored": 0, "local": 1, "global": 2}
 # Two certified values computed independently in float64 may differ by a few ulps where
@@ -269,17 +271,6 @@ def _ranking(groups: Sequence[Group], methods: Sequence[str]) -> dict[str, dict[
 
 
 # ---------------------------------------------------------------------------- formats
-def fmt(v: float | None, digits: int = 4) -> str:
-    if v is None or not math.isfinite(v):
-        return "—" if v is None else str(v)
-    if v == 0 or 1e-3 <= abs(v) < 1e7:
-        text = f"{v:.{digits}g}"
-        if "e" in text:  # .4g writes 12345 as 1.234e+04: print the integer instead
-            text = f"{v:.0f}"
-        return text
-    return f"{v:.3e}"
-
-
 def _cell(r: Row | None) -> str:
     if r is None:
         return ""
@@ -288,12 +279,6 @@ def _cell(r: Row | None) -> str:
             r.status, "error")
     mark = "" if r.certified and r.kind != "estimate" else "*"
     return fmt(r.value) + mark + (" (t)" if r.status == "timeout" else "")
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out
 
 
 def _wide(a: Analysis) -> tuple[list[str], list[list[str]]]:
@@ -320,7 +305,7 @@ def markdown(a: Analysis, title: str) -> str:
               "(r=...) bound the constant over the ball of that radius around the problem's "
               "centre.", "", "## Summary", ""]
     header, rows = _wide(a)
-    lines += _md_table(header, rows)
+    lines += md_table(header, rows)
     lines += ["", "## Per problem", "",
               "Upper bounds ascending, then exact values, lower bounds descending, estimates; "
               "ratio = value / best certified lower (or exact) value of a quantity no larger.",
@@ -339,7 +324,7 @@ def markdown(a: Analysis, title: str) -> str:
             if has_pub:
                 row.append(fmt(r.published) if r.published is not None else "")
             body.append(row)
-        lines += _md_table(head, body) + [""]
+        lines += md_table(head, body) + [""]
     return "\n".join(lines)
 
 
@@ -395,7 +380,7 @@ def glance_markdown(a: Analysis, title: str) -> str:
              "as one), and the ratios of the tightest upper bound and of AutoLip to that "
              "lower bound (1 = the constant is pinned down). Every method and time: table.md.",
              ""]
-    return "\n".join(lines + _md_table(head, body)) + "\n"
+    return "\n".join(lines + md_table(head, body)) + "\n"
 
 
 def _change(new: Row | None, old: Row | None, *, upper: bool) -> str:
@@ -438,7 +423,7 @@ def reference_markdown(run: Analysis, ref: Analysis, ref_dir: str) -> str:
              "bound than the reference. "
              f"{counts['same']} same, {counts['tighter']} tighter, {counts['looser']} looser.",
              ""]
-    return "\n".join(lines + _md_table(head, body)) + "\n"
+    return "\n".join(lines + md_table(head, body)) + "\n"
 
 
 def ranking_markdown(a: Analysis) -> str:
@@ -459,7 +444,7 @@ def ranking_markdown(a: Analysis) -> str:
         rows.append([m, s["kind"], fmt(s["mean_rank"], 3) if s["mean_rank"] else "—",
                      fmt(s["geomean_ratio"]) if s["geomean_ratio"] else "—",
                      str(s["runs"]), str(s["timeouts"]), str(s["errors"])])
-    lines += _md_table(["method", "kind", "mean rank", "geo-mean ratio", "runs",
+    lines += md_table(["method", "kind", "mean rank", "geo-mean ratio", "runs",
                         "timeouts", "errors"], rows)
     if a.violations:
         lines = [f"**{len(a.violations)} violation(s): see table.md**", ""] + lines
@@ -511,7 +496,7 @@ def scaman_markdown(a: Analysis) -> str | None:
         for L in SCAMAN_LAYERS:
             rows.append([str(L)] + [values(L, m) for m in (*SCAMAN_COLUMNS, *extra)])
         heads = list(SCAMAN_HEADERS) + ["Exact (regions)" for _ in extra]
-        return _md_table(["# layers"] + heads, rows)
+        return md_table(["# layers"] + heads, rows)
 
     def ours(L: int, m: str) -> str:
         g = groups.get(L)
@@ -545,7 +530,7 @@ def scaman_markdown(a: Analysis) -> str | None:
                      fmt(pub["seqlip"] / pub["autolip"], 3),
                      fmt(val["seqlip"] / best_low, 3) if best_low and "seqlip" in val else "—",
                      fmt(pub["seqlip"] / max(pub["data"], pub["annealing"], pub["grid"]), 3)])
-    lines += _md_table(["# layers", "Frob./AutoLip", "(published)", "SeqLip/AutoLip",
+    lines += md_table(["# layers", "Frob./AutoLip", "(published)", "SeqLip/AutoLip",
                         "(published)", "SeqLip/best lower", "(published)"], rows)
     return "\n".join(lines) + "\n"
 
@@ -745,6 +730,15 @@ def load_results(out: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
     return records, problems
 
 
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not valid JSON") from None
+
+
 def write_report(out: str | Path, *, plots: bool = True,
                  reference: str | Path | None = None) -> list[Path]:
     """Render every table and plot of a results directory; returns the files written.
@@ -771,6 +765,10 @@ def write_report(out: str | Path, *, plots: bool = True,
         text = reference_markdown(a, analyse(ref_records, ref_problems), str(reference))
         (out / "reference.md").write_text(text)
         written.append(out / "reference.md")
+    cnn = cnn_markdown(a, alexnet=_read_json(out / ALEXNET_FILE))
+    if cnn:
+        (out / "scaman2018-cnn.md").write_text(cnn)
+        written.append(out / "scaman2018-cnn.md")
     scaman = scaman_markdown(a)
     if scaman:
         (out / "scaman2018.md").write_text(scaman)
