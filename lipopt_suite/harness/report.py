@@ -368,10 +368,13 @@ def glance_markdown(a: Analysis, title: str) -> str:
     head = ["problem", "norm", "domain", "tightest certified upper", "exact",
             "best certified lower", "upper / lower", "AutoLip / lower"]
     body = []
+    local = {(g.problem, g.norm) for g in a.groups if g.radius is not None}
     for g in a.groups:
         up, ex, lo, auto = _glance(g)
         if not (up or lo):
             continue
+        if g.radius is None and not (ex or lo) and (g.problem, g.norm) in local:
+            continue  # a domain problem's global upper bounds appear in its domain rows
         body.append([g.problem, g.norm, _where(g), _named(up), fmt(ex.value) if ex else "",
                      _named(lo), _ratio(up, lo), _ratio(auto, lo)])
     lines = [f"# {title}: at a glance", "",
@@ -394,7 +397,7 @@ def _change(new: Row | None, old: Row | None, *, upper: bool) -> str:
     if abs(new.value - old.value) <= REFERENCE_RTOL * max(abs(old.value), 1e-300):
         return "same"
     better = new.value < old.value if upper else new.value > old.value
-    return f"{'tighter' if better else 'looser'} x{fmt(new.value / old.value, 4)}"
+    return f"{'tighter' if better else 'looser'} x{new.value / old.value:.6g}"
 
 
 def reference_markdown(run: Analysis, ref: Analysis, ref_dir: str) -> str:
