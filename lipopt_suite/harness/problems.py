@@ -39,7 +39,7 @@ REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
 DESIGN_METHODS = (
     "frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-neuron", "lipsdp-layer",
     "eclipse-fast", "liplt", "local", "lipopt-lp", "data", "random", "gradient-ascent",
-    "annealing", "grid", "clever", "regions", "hypercube", "mip",
+    "annealing", "grid", "clever", "regions", "hypercube", "mip", "bab", "region-walk",
 )
 
 # Hidden width of the scaman2018 MLPs: with 20 units per layer, the ratios Frob./AutoLip
