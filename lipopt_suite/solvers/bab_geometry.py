@@ -22,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..quiet import native_silence
-from .bab_bounds import Chart, Net
+from .bab_bounds import UNIT_ROUNDOFF, Chart, Net
 
 # Tangent cuts of an l2-ball domain added at most per Chebyshev test.
 BALL_CUTS = 30
@@ -57,62 +57,98 @@ class Chebyshev:
     def ball_in(self, G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 cap: float) -> tuple[float, np.ndarray, float]:
         """(radius, centre, relaxed radius): a ball of `radius` (<= cap) about `centre` lies
-        inside the polyhedron (and the domain ball); no ball larger than `relaxed radius`
-        does. Radii are -inf when the LP finds no point."""
+        inside the polyhedron (and the domain ball), measured at the LP's centre; no ball
+        larger than `relaxed radius` does, by a dual certificate (LP duality with the float
+        residual of the multipliers charged), so a side is dropped as empty only when that
+        is proven, not when the solver's tolerances (~1e-7) hide a thin region."""
         if len(G):
             scale = np.maximum(np.linalg.norm(G, axis=1), 1e-300)
             G, h = G / scale[:, None], h / scale
+        G = G.reshape(-1, self.dim)
         if self.ball is None:
-            r, x = self._solve(G, h, lo, hi, cap)
-            return r, x, r
+            return self._solve(G, h, lo, hi, cap)
         c, R = self.ball
         for _ in range(BALL_CUTS):
-            r, x = self._solve(G, h, lo, hi, cap)
-            if not math.isfinite(r):
-                return r, x, r
+            r, x, relaxed = self._solve(G, h, lo, hi, cap)
+            if not math.isfinite(relaxed):
+                return r, x, relaxed
             dist = float(np.linalg.norm(x - c))
             if dist + r <= R:
-                return r, x, r
+                return r, x, relaxed
             # the tangent half-space at the point of the ball domain nearest to x
             u = (x - c) / max(dist, 1e-300)
-            G, h = np.vstack([G.reshape(-1, self.dim), u]), np.append(h, u @ c + R)
-        return min(r, R - dist), x, r
+            G, h = np.vstack([G, u]), np.append(h, u @ c + R)
+        return min(r, R - dist), x, relaxed
 
     def _solve(self, G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-               cap: float) -> tuple[float, np.ndarray]:
+               cap: float) -> tuple[float, np.ndarray, float]:
         hs = self.hs
         d = self.dim
         inf = hs.kHighsInf
-        # rows: G xi + rho <= h (unit rows), xi - rho >= lo, xi + rho <= hi
+        span = float(np.max(hi - lo))
+        # max rho s.t. M [xi; rho] <= q: unit rows G xi + rho <= h, lo - xi + rho <= 0,
+        # xi - hi + rho <= 0, rho <= cap; rho >= -span keeps the variables bounded
         eye = np.eye(d)
-        A = np.vstack([np.hstack([G, np.ones((len(G), 1))]),
-                       np.hstack([eye, -np.ones((d, 1))]),
-                       np.hstack([eye, np.ones((d, 1))])])
-        row_lo = np.concatenate([np.full(len(G), -inf), lo, np.full(d, -inf)])
-        row_hi = np.concatenate([h, np.full(d, inf), hi])
+        M = np.vstack([np.hstack([G, np.ones((len(G), 1))]),
+                       np.hstack([-eye, np.ones((d, 1))]),
+                       np.hstack([eye, np.ones((d, 1))]),
+                       np.append(np.zeros(d), 1.0)[None]])
+        q = np.concatenate([h, -lo, hi, [cap]])
         lp = hs.HighsLp()
-        lp.num_col_, lp.num_row_ = d + 1, A.shape[0]
+        lp.num_col_, lp.num_row_ = d + 1, M.shape[0]
         cost = np.zeros(d + 1)
         cost[-1] = -1.0
         lp.col_cost_ = cost
-        lp.col_lower_ = np.append(np.full(d, -inf), -inf)
-        lp.col_upper_ = np.append(np.full(d, inf), cap)
-        lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+        lp.col_lower_ = np.append(lo - span, -span)
+        lp.col_upper_ = np.append(hi + span, inf)
+        lp.row_lower_, lp.row_upper_ = np.full(M.shape[0], -inf), q
         lp.a_matrix_.format_ = hs.MatrixFormat.kRowwise
-        nz = np.nonzero(A)
-        lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.bincount(nz[0],
-                                                                         minlength=A.shape[0]))
-                                              ]).astype(np.int32)
+        nz = np.nonzero(M)
+        lp.a_matrix_.start_ = np.concatenate(
+            [[0], np.cumsum(np.bincount(nz[0], minlength=M.shape[0]))]).astype(np.int32)
         lp.a_matrix_.index_ = nz[1].astype(np.int32)
-        lp.a_matrix_.value_ = A[nz].astype(np.float64)
+        lp.a_matrix_.value_ = M[nz].astype(np.float64)
         self.h.clearModel()  # the caller keeps native output silenced (quiet.native_silence)
         self.h.passModel(lp)
         self.h.run()
         self.count += 1
-        if self.h.getModelStatus() != hs.HighsModelStatus.kOptimal:
-            return -math.inf, np.zeros(d)
-        sol = np.asarray(self.h.getSolution().col_value)
-        return float(sol[-1]), sol[:d]
+        status = self.h.getModelStatus()
+        if status == hs.HighsModelStatus.kInfeasible:
+            return -math.inf, np.zeros(d), -math.inf
+        sol = self.h.getSolution()
+        x = np.asarray(sol.col_value)[:d]
+        if status != hs.HighsModelStatus.kOptimal:
+            return -math.inf, np.zeros(d), math.inf  # undecided: never called empty
+        # the radius actually available at x
+        slack = np.concatenate([h - G @ x, x - lo, hi - x])
+        radius = min(float(slack.min()) if slack.size else cap, cap)
+        e = np.zeros(d + 1)
+        e[-1] = 1.0
+        bound = np.append(np.maximum(np.abs(lo), np.abs(hi)) + span, max(span, cap))
+        relaxed = self._certify(M, q, np.maximum(-np.asarray(sol.row_dual), 0.0), e, bound)
+        if relaxed > 1e-12 * (1 + span):
+            # the solver's multipliers are only accurate to its tolerances: refit them on
+            # the rows active at its vertex (non-negative least squares), often exact
+            from scipy.optimize import nnls
+
+            z = np.asarray(sol.col_value)
+            active = np.nonzero(q - M @ z <= 1e-6 * (1 + span))[0]
+            if active.size:
+                lam_a, _ = nnls(M[active].T, e)
+                lam = np.zeros(M.shape[0])
+                lam[active] = lam_a
+                relaxed = min(relaxed, self._certify(M, q, lam, e, bound))
+        return radius, x, relaxed
+
+    @staticmethod
+    def _certify(M: np.ndarray, q: np.ndarray, lam: np.ndarray, e: np.ndarray,
+                 bound: np.ndarray) -> float:
+        """Weak duality: for lam >= 0, rho <= lam.q + |e - M^T lam| . max|variables|, with
+        the float64 rounding of the products added (Higham 3.5)."""
+        resid = np.abs(e - M.T @ lam)
+        value = float(lam @ q + resid @ bound)
+        return value + 4 * (M.shape[0] + M.shape[1] + 2) * UNIT_ROUNDOFF * float(
+            np.abs(lam) @ np.abs(q) + (np.abs(M.T) @ lam) @ bound + resid @ bound)
 
 
 # ------------------------------------------------------------------------ exact secants
