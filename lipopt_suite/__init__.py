@@ -3,6 +3,7 @@ constants, side by side."""
 
 from __future__ import annotations
 
+from ._version import __version__
 from .bound import Bound, Domain, Norm
 from .errors import InputError, UnsupportedError
 from .io import from_torch, load, load_problem, save
@@ -14,7 +15,6 @@ __all__ = [
     "load_problem", "save", "from_torch", "estimate", "method", "methods", "compare",
     "__version__",
 ]
-__version__ = "0.1.0"
 
 
 def compare(*args, **kwargs):

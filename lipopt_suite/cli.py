@@ -15,19 +15,19 @@ import json
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .quiet import VERBOSE_ENV
 
 # subcommand -> (owner module, one-line help)
 DELEGATED = {
-    "compare": ("lipopt_suite.harness.runner", "run methods x problems and write a report"),
-    "report": ("lipopt_suite.harness.report", "re-render tables and plots from records"),
-    "lipcst": ("lipopt_suite.solvers.hypercube", "Max-Cut -> LIP-CST reduction on a graph"),
-    "certify": ("lipopt_suite.core.local", "certified l2 robustness radius, local vs global"),
-    "bench": ("lipopt_suite.harness.bench", "performance benchmarks -> results/bench.json"),
-    "make-problems": ("lipopt_suite.harness.problems", "regenerate the shipped problems"),
+    "compare": ("lipopt_suite.apps.compare", "run methods x problems and write a report"),
+    "report": ("lipopt_suite.apps.report", "re-render tables and plots from records"),
+    "lipcst": ("lipopt_suite.apps.lipcst", "Max-Cut -> LIP-CST reduction on a graph"),
+    "certify": ("lipopt_suite.apps.certify", "certified l2 robustness radius, local vs global"),
+    "bench": ("lipopt_suite.apps.bench", "performance benchmarks -> results/bench.json"),
+    "make-problems": ("lipopt_suite.apps.problems", "regenerate the shipped problems"),
 }
 
 
@@ -42,6 +42,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser(command: str | None) -> argparse.ArgumentParser:
     p = _Parser(prog="lipopt", description="Lipschitz constants of neural networks: upper "
                 "bounds, lower bounds and exact values, side by side.")
+    p.add_argument("--verbose", action="store_true",
+                   help="let the native solvers (HiGHS, SCS, CVXOPT, ...) print their logs "
+                   "(anywhere on the command line)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     sub.required = True
     m = sub.add_parser("methods", help="list the registered methods")
@@ -73,6 +76,9 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--verbose" in argv:  # anywhere on the line, before or after the subcommand
+        argv = [a for a in argv if a != "--verbose"]
+        os.environ[VERBOSE_ENV] = "1"  # inherited by worker processes too
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         args = _parser(command).parse_args(argv)
@@ -120,6 +126,8 @@ def _methods(args: argparse.Namespace) -> int:
             flags.append("/".join(m.activations))
         if m.mlp_only:
             flags.append("mlp")
+        if m.graphs:
+            flags.append("graphs")
         if m.domain == "required":
             flags.append("needs domain")
         if m.needs:
@@ -144,39 +152,6 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_center(path: str, input_dim: int) -> Any:
-    import numpy as np
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    try:
-        arr = np.load(p, allow_pickle=False)
-        if isinstance(arr, np.lib.npyio.NpzFile):
-            with arr:
-                if "center" not in arr.files:
-                    raise InputError(f"{p}: no 'center' array in the .npz")
-                arr = arr["center"]
-        if not isinstance(arr, np.ndarray):
-            raise InputError(f"{p}: 'center' is not a .npy array")
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - numpy raises varied errors on bad files
-        if "pickle" in str(exc).lower():
-            raise InputError(f"{p}: not a plain .npy/.npz array (reading it would need "
-                             "unpickling; refused)") from None
-        raise InputError(f"{p}: cannot read centre ({_one_line(exc)})") from None
-    if arr.dtype.kind not in "fiu":
-        raise InputError(f"{p}: centre is not numeric (dtype {arr.dtype})")
-    if arr.size != input_dim:
-        raise InputError(f"{p}: centre has {arr.size} entries, the network input has "
-                         f"{input_dim}")
-    arr = arr.astype(np.float64).reshape(-1)
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{p}: centre contains NaN or inf")
-    return arr
-
-
 def build_domain(center: str | None, radius: float | None, kind: str | None, anchored: bool,
                  input_dim: int) -> Any:
     from .bound import Domain
@@ -189,6 +164,8 @@ def build_domain(center: str | None, radius: float | None, kind: str | None, anc
         raise InputError("a domain needs both --center FILE and --radius R")
     if not (math.isfinite(radius) and radius > 0):
         raise InputError(f"--radius must be positive and finite, got {radius}")
+    from .io import load_center
+
     c = load_center(center, input_dim)
     if (kind or "ball") == "box":
         if anchored:
@@ -204,7 +181,7 @@ def _accepts(fn: Any, name: str) -> bool:
 def _bound(args: argparse.Namespace) -> int:
     from .bound import check_norm
     from .io import load_problem
-    from .registry import check_applicable, get
+    from .registry import check_applicable, check_option_names, get
 
     info = get(args.method)
     norm = check_norm(args.norm)
@@ -212,12 +189,7 @@ def _bound(args: argparse.Namespace) -> int:
     domain = build_domain(args.center, args.radius, args.domain,
                           args.anchored or info.anchored == "only", net.input_dim)
     options = parse_options(args.option)
-    for key in options:
-        if key in ("norm", "domain") or not _accepts(info.fn, key):
-            params = [k for k in inspect.signature(info.fn).parameters
-                      if k not in ("net", "norm", "domain", "options")]
-            raise InputError(f"method {info.name} has no option {key!r} "
-                             f"(options: {', '.join(params) or 'none'})")
+    check_option_names(info, options)
     if args.solver is not None:
         if not _accepts(info.fn, "solver"):
             raise InputError(f"method {info.name} uses no solver; drop --solver")
@@ -290,9 +262,13 @@ def format_bound(bound: Any) -> str:
     if bound.domain is not None:
         where += f" ({bound.domain.kind}, radius {float(bound.domain.radius.max()):g})"
     status = "" if bound.status == "ok" else f"  status={bound.status}"
-    return (f"{bound.method}  {bound.kind}  {bound.value:.6g}  ({cert}, l{bound.norm}, "
+    kind = bound.kind
+    if bound.details.get("reason"):  # a method that returns less than its kind says why
+        kind += f" ({bound.details['reason']})"
+    return (f"{bound.method}  {kind}  {bound.value:.6g}  ({cert}, l{bound.norm}, "
             f"{where}, {bound.seconds:.3g} s){status}")
 
 
 if __name__ == "__main__":
     sys.exit(main())
+

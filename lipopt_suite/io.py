@@ -17,14 +17,22 @@ import numpy as np
 from .errors import InputError, UnsupportedError
 from .network import (
     ACTIVATIONS,
+    GRAPH_ACTIVATIONS,
     Activation,
+    Add,
     Affine,
     AvgPool2d,
+    BatchNorm,
+    Concat,
     Conv2d,
     Flatten,
+    GroupSort,
     Layer,
     MaxPool2d,
     Network,
+    Node,
+    Op,
+    out_shape,
 )
 
 NETWORK_SUFFIXES = (".npz", ".pt", ".pth", ".nnet", ".onnx")
@@ -119,7 +127,7 @@ def _numeric(arr: np.ndarray, name: str, p: Path) -> np.ndarray:
 def _load_npz(p: Path, activation: str | None) -> tuple[Network, dict[str, np.ndarray]]:
     data = _read_npz(p)
     ws = sorted(int(m.group(1)) for k in data if (m := re.fullmatch(r"W(\d+)", k)))
-    if not ws:
+    if not ws and "layers" not in data:  # a graph may hold no weights (f_w of the paper)
         raise InputError(f"{p}: no weight arrays (expected W0, b0, W1, b1, ...)")
     if ws != list(range(len(ws))):
         raise InputError(f"{p}: weight arrays must be numbered W0..W{len(ws) - 1} without gaps")
@@ -141,7 +149,10 @@ def _load_npz(p: Path, activation: str | None) -> tuple[Network, dict[str, np.nd
         if "input_shape" not in data:
             raise InputError(f"{p}: 'layers' given without 'input_shape'")
         shape = tuple(int(s) for s in np.asarray(data["input_shape"]).reshape(-1))
-        layers = _layers_from_spec(spec_text, weights, biases, p)
+        spec = _parse_spec(spec_text, p)
+        if any("inputs" in entry for entry in spec):
+            return Network((), shape, _graph_from_spec(spec, weights, biases, p)), extras
+        layers = _layers_from_spec(spec, weights, biases, p)
         return Network(tuple(layers), shape), extras
     for k, W in enumerate(weights):
         if W.ndim != 2:
@@ -150,14 +161,69 @@ def _load_npz(p: Path, activation: str | None) -> tuple[Network, dict[str, np.nd
     return Network.from_mlp(weights, biases, act), extras
 
 
-def _layers_from_spec(text: str, weights: list[np.ndarray], biases: list[np.ndarray],
-                      p: Path) -> list[Layer]:
+def _parse_spec(text: str, p: Path) -> list[dict[str, Any]]:
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: 'layers' is not valid JSON ({exc.msg})") from None
     if not isinstance(spec, list) or not all(isinstance(s, dict) for s in spec):
         raise InputError(f"{p}: 'layers' must be a JSON list of objects")
+    return spec
+
+
+def _graph_from_spec(spec: list[dict[str, Any]], weights: list[np.ndarray],
+                     biases: list[np.ndarray], p: Path) -> tuple[Node, ...]:
+    """Graph nodes from a layer spec whose entries carry "inputs" (ids of earlier entries,
+    counted from 1; 0 is the network input; an entry without "inputs" reads the one
+    before it)."""
+    nodes: list[Node] = []
+    k = 0
+    for i, s in enumerate(spec):
+        kind = str(s.get("type", "")).lower()
+        where = f"{p}: layers[{i}] ({kind})"
+        try:
+            inputs = s.get("inputs", [i])
+            if (not isinstance(inputs, list) or not inputs
+                    or not all(isinstance(j, int) and not isinstance(j, bool) for j in inputs)):
+                raise InputError(f"{where}: 'inputs' must be a non-empty list of node ids")
+            if kind in ("linear", "conv2d", "batchnorm"):
+                if k >= len(weights):
+                    raise InputError(f"{where} has no W{k} in the file")
+                if kind == "linear":
+                    op: Op = Affine(weights[k], biases[k])
+                elif kind == "conv2d":
+                    op = Conv2d(weights[k], biases[k], s.get("stride", 1), s.get("padding", 0))
+                else:
+                    op = BatchNorm(weights[k], biases[k])
+                k += 1
+            elif kind in GRAPH_ACTIVATIONS:
+                op = Activation(kind, float(s.get("negative_slope", 0.01)))
+            elif kind in ("maxpool2d", "avgpool2d"):
+                kernel = s["kernel"]
+                cls = MaxPool2d if kind == "maxpool2d" else AvgPool2d
+                op = cls(kernel, s.get("stride", kernel), s.get("padding", 0))
+            elif kind == "flatten":
+                op = Flatten()
+            elif kind == "add":
+                op = Add(tuple(s.get("coeffs", [1.0] * len(inputs))), s.get("offset", 0.0))
+            elif kind == "concat":
+                op = Concat(int(s.get("axis", 0)))
+            elif kind == "groupsort":
+                op = GroupSort(int(s.get("group_size", 2)))
+            else:
+                raise UnsupportedError(f"{where}: unsupported type {kind!r} in a graph")
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"{where} is malformed: {exc}") from None
+        nodes.append(Node(op, tuple(inputs)))
+    if k != len(weights):
+        raise InputError(f"{p}: the file has {len(weights)} weight arrays but 'layers' uses {k}")
+    return tuple(nodes)
+
+
+def _layers_from_spec(spec: list[dict[str, Any]], weights: list[np.ndarray],
+                      biases: list[np.ndarray], p: Path) -> list[Layer]:
     layers: list[Layer] = []
     k = 0
     for i, s in enumerate(spec):
@@ -201,12 +267,15 @@ def save(net: Network, path: str | Path, **extras: np.ndarray) -> Path:
     p = Path(path)
     arrays: dict[str, np.ndarray] = {}
     k = 0
-    for layer in net.layers:
+    for layer in (n.op for n in net.as_nodes()):
         if isinstance(layer, Affine):
             arrays[f"W{k}"], arrays[f"b{k}"] = np.array(layer.W), np.array(layer.b)
             k += 1
         elif isinstance(layer, Conv2d):
             arrays[f"W{k}"], arrays[f"b{k}"] = np.array(layer.weight), np.array(layer.bias)
+            k += 1
+        elif isinstance(layer, BatchNorm):
+            arrays[f"W{k}"], arrays[f"b{k}"] = np.array(layer.scale), np.array(layer.shift)
             k += 1
     if net.is_mlp and len({a.name for a in net.activations}) <= 1 and all(
             a.negative_slope == 0.01 for a in net.activations):
@@ -223,10 +292,19 @@ def save(net: Network, path: str | Path, **extras: np.ndarray) -> Path:
 
 
 def layer_spec(net: Network) -> list[dict[str, Any]]:
-    """The JSON layer list of the .npz format."""
+    """The JSON layer list of the .npz format (for a graph, each entry with its "inputs")."""
     out: list[dict[str, Any]] = []
-    for layer in net.layers:
-        if isinstance(layer, Affine):
+    for node in net.as_nodes():
+        layer = node.op
+        if isinstance(layer, Add):
+            out.append({"type": "add", "coeffs": list(layer.coeffs), "offset": layer.offset})
+        elif isinstance(layer, Concat):
+            out.append({"type": "concat", "axis": layer.axis})
+        elif isinstance(layer, BatchNorm):
+            out.append({"type": "batchnorm"})
+        elif isinstance(layer, GroupSort):
+            out.append({"type": "groupsort", "group_size": layer.group_size})
+        elif isinstance(layer, Affine):
             out.append({"type": "linear"})
         elif isinstance(layer, Conv2d):
             out.append({"type": "conv2d", "stride": list(layer.stride),
@@ -241,19 +319,40 @@ def layer_spec(net: Network) -> list[dict[str, Any]]:
                         "stride": list(layer.stride), "padding": list(layer.padding)})
         else:
             out.append({"type": "flatten"})
+        if net.is_graph:
+            out[-1]["inputs"] = list(node.inputs)
     return out
 
 
 # ---------------------------------------------------------------------------------- torch
 def from_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Network:
-    """Convert an nn.Sequential (nested ones flattened) into a Network.
+    """Convert a torch module into a Network.
 
-    Eval-mode BatchNorm is folded into the preceding Linear/Conv2d (or kept as its own affine
-    layer when nothing precedes it); Dropout and Identity are dropped.
+    An nn.Sequential (nested ones flattened) of the layers of section 3 of docs/DESIGN.md
+    becomes a sequential network; eval-mode BatchNorm is folded into the preceding
+    Linear/Conv2d (or kept as its own affine layer when nothing precedes it); Dropout and
+    Identity are dropped. Any other module is traced with torch.fx into a computation graph
+    (`trace_torch`), which becomes a sequential network again when it is a chain.
     """
     from torch import nn
 
-    mods = list(_flatten_modules(module))
+    if isinstance(module, nn.Sequential):
+        mods = list(_flatten_modules(module))
+        if all(isinstance(m, _sequential_modules()) for m in mods):
+            return _from_sequential(mods, input_shape)
+    return trace_torch(module, input_shape)
+
+
+def _sequential_modules() -> tuple[type, ...]:
+    from torch import nn
+
+    return (nn.Linear, nn.Conv2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d,
+            nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _from_sequential(mods: list[Any], input_shape: tuple[int, ...] | None) -> Network:
+    from torch import nn
+
     layers: list[Layer] = []
     for i, m in enumerate(mods):
         name = type(m).__name__
@@ -261,13 +360,7 @@ def from_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Netwo
             b = m.bias.detach().cpu().numpy() if m.bias is not None else None
             layers.append(Affine(m.weight.detach().cpu().numpy(), b))
         elif isinstance(m, nn.Conv2d):
-            if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-                raise UnsupportedError(f"module {i} ({name}): only groups=1, dilation=1, zero "
-                                       "padding are supported")
-            if isinstance(m.padding, str):
-                raise UnsupportedError(f"module {i} ({name}): string padding is not supported")
-            b = m.bias.detach().cpu().numpy() if m.bias is not None else None
-            layers.append(Conv2d(m.weight.detach().cpu().numpy(), b, m.stride, m.padding))
+            layers.append(_conv_from_torch(m, f"module {i} ({name})"))
         elif isinstance(m, nn.ReLU):
             layers.append(Activation("relu"))
         elif isinstance(m, nn.LeakyReLU):
@@ -277,13 +370,7 @@ def from_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Netwo
         elif isinstance(m, nn.Sigmoid):
             layers.append(Activation("sigmoid"))
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            if isinstance(m, nn.MaxPool2d) and (m.dilation not in (1, (1, 1)) or m.ceil_mode):
-                raise UnsupportedError(f"module {i} ({name}): dilation/ceil_mode not supported")
-            if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or m.padding not in (0, (0, 0))):
-                raise UnsupportedError(f"module {i} ({name}): padding/ceil_mode not supported")
-            cls = MaxPool2d if isinstance(m, nn.MaxPool2d) else AvgPool2d
-            stride = m.stride if m.stride is not None else m.kernel_size
-            layers.append(cls(m.kernel_size, stride, m.padding))
+            layers.append(_pool_from_torch(m, f"module {i} ({name})"))
         elif isinstance(m, nn.Flatten):
             layers.append(Flatten())
         elif isinstance(m, (nn.Dropout, nn.Identity)):
@@ -302,6 +389,30 @@ def from_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Netwo
             raise InputError("input_shape is needed for networks that start with a "
                              "convolution, pooling or flatten")
     return Network(tuple(layers), tuple(input_shape)).validate()
+
+
+def _conv_from_torch(m: Any, where: str) -> Conv2d:
+    if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+        raise UnsupportedError(f"{where}: only groups=1, dilation=1, zero padding are "
+                               "supported")
+    if isinstance(m.padding, str):
+        raise UnsupportedError(f"{where}: string padding is not supported")
+    b = m.bias.detach().cpu().numpy() if m.bias is not None else None
+    return Conv2d(m.weight.detach().cpu().numpy(), b, m.stride, m.padding)
+
+
+def _pool_from_torch(m: Any, where: str) -> MaxPool2d | AvgPool2d:
+    from torch import nn
+
+    if isinstance(m, nn.MaxPool2d) and (m.dilation not in (1, (1, 1)) or m.ceil_mode
+                                        or m.return_indices):
+        raise UnsupportedError(f"{where}: dilation/ceil_mode/return_indices not supported")
+    if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or m.padding not in (0, (0, 0))
+                                        or m.divisor_override is not None):
+        raise UnsupportedError(f"{where}: padding/ceil_mode/divisor_override not supported")
+    cls = MaxPool2d if isinstance(m, nn.MaxPool2d) else AvgPool2d
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return cls(m.kernel_size, stride, m.padding)
 
 
 def _flatten_modules(module: Any):
@@ -345,6 +456,451 @@ def _fold_batchnorm(layers: list[Layer], bn: Any, index: int) -> list[Layer]:
     weight = np.zeros((scale.size, scale.size, 1, 1))
     weight[np.arange(scale.size), np.arange(scale.size), 0, 0] = scale
     return layers + [Conv2d(weight, shift)]
+
+
+# ---------------------------------------------------------------------------- graphs
+class GraphBuilder:
+    """Collects graph nodes with their shapes while a traced module or an ONNX graph is read,
+    and finishes into a Network (`network`)."""
+
+    def __init__(self, input_shape: tuple[int, ...], where: str) -> None:
+        self.ops: list[Op] = []
+        self.inputs: list[tuple[int, ...]] = []
+        self.shapes: list[tuple[int, ...]] = [tuple(int(d) for d in input_shape)]
+        self.where = where
+
+    def add(self, op: Op, inputs: tuple[int, ...], what: str) -> int:
+        """Append a node (ids of its inputs); returns its id."""
+        shape = out_shape(op, [self.shapes[i] for i in inputs], f"{self.where}{what}",
+                          GRAPH_ACTIVATIONS)
+        self.ops.append(op)
+        self.inputs.append(tuple(inputs))
+        self.shapes.append(shape)
+        return len(self.ops)
+
+    def network(self, output: int) -> Network:
+        """The nodes the output depends on, renumbered in order, with each batch norm (or
+        per-channel bias) folded into the Linear/Conv2d before it when nothing else reads
+        that layer; a chain of sequential layers becomes a sequential network."""
+        ops, inputs = list(self.ops), list(self.inputs)
+        alias = {k: k for k in range(len(ops) + 1)}
+        readers: dict[int, int] = {}
+        for ins in inputs:
+            for i in ins:
+                readers[i] = readers.get(i, 0) + 1
+        for k in range(1, len(ops) + 1):
+            inputs[k - 1] = tuple(alias[i] for i in inputs[k - 1])
+            op = ops[k - 1]
+            if not isinstance(op, BatchNorm):
+                continue
+            j, read = inputs[k - 1][0], self.inputs[k - 1][0]
+            folded = _fold_into(ops[j - 1], op) if j >= 1 and readers.get(read) == 1 else None
+            if folded is not None and j != output:
+                ops[j - 1] = folded
+                alias[k] = j
+        output = alias[output]
+        keep = {output}
+        for k in range(output, 0, -1):
+            if k in keep:
+                keep.update(inputs[k - 1])
+        ids = {0: 0}
+        nodes: list[Node] = []
+        for k in range(1, output + 1):
+            if k in keep:
+                ids[k] = len(nodes) + 1
+                nodes.append(Node(ops[k - 1], tuple(ids[i] for i in inputs[k - 1])))
+        if not nodes:
+            raise InputError(f"{self.where}the output does not depend on the input")
+        shape = self.shapes[0]
+        if all(n.inputs == (k,) for k, n in enumerate(nodes)):
+            layers = _as_layers([n.op for n in nodes])
+            if layers is not None:
+                return Network(tuple(layers), shape).validate()
+        return Network((), shape, tuple(nodes)).validate()
+
+
+def _fold_into(op: Op | None, bn: BatchNorm) -> Op | None:
+    """x -> s (A x + b) + t as one affine op, per output channel, or None when `op` is not
+    a Linear/Conv2d of matching width."""
+    s, t = bn.scale, bn.shift
+    if isinstance(op, Affine) and s.size == op.W.shape[0]:
+        return Affine(s[:, None] * op.W, s * op.b + t)
+    if isinstance(op, Conv2d) and s.size == op.weight.shape[0]:
+        return Conv2d(s[:, None, None, None] * op.weight, s * op.bias + t, op.stride,
+                      op.padding)
+    return None
+
+
+def _as_layers(ops: list[Op]) -> list[Layer] | None:
+    """The ops of a chain as sequential layers, or None when one has no sequential
+    counterpart (graph-only ops and activations)."""
+    layers: list[Layer] = []
+    for op in ops:
+        if isinstance(op, Activation) and op.name in ACTIVATIONS:
+            layers.append(op)
+        elif isinstance(op, (Affine, Conv2d, MaxPool2d, AvgPool2d, Flatten)):
+            layers.append(op)
+        else:
+            return None
+    if not any(isinstance(layer, (Affine, Conv2d, AvgPool2d)) for layer in layers):
+        return None
+    return layers
+
+
+# how traced torch functions map to elementwise activations
+_TORCH_ELEMENTWISE = ("relu", "tanh", "sigmoid", "abs", "sin", "cos")
+# traced calls that compute the identity in eval mode
+_TORCH_IDENTITY = ("contiguous", "clone", "dropout", "detach")
+# relative tolerance of the check that a traced graph reproduces its module (float64 both)
+TRACE_RTOL = 1e-6
+
+
+def trace_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Network:
+    """Trace any nn.Module with torch.fx into a computation graph.
+
+    Supported: Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, abs, sin, cos,
+    sums and differences of tensors (residual connections), scaling and shifting by
+    constant scalars, torch.cat, flatten/view to (batch, features), max/avg pooling,
+    adaptive/global average pooling onto a grid that divides the input, mean over the
+    spatial axes, eval-mode BatchNorm (folded into the Linear/Conv2d before it when nothing
+    else reads that layer), Dropout and Identity. Anything else is refused by name. The
+    graph is checked to reproduce the module's output on random inputs.
+    """
+    import torch.fx as fx
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise InputError(f"expected a torch nn.Module, got {type(module).__name__}")
+    try:
+        gm = fx.symbolic_trace(module)
+    except Exception as exc:  # noqa: BLE001 - tracing fails in many ways on dynamic code
+        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UnsupportedError(f"cannot trace {type(module).__name__} with torch.fx: {msg}"
+                               ) from None
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UnsupportedError(f"{type(module).__name__}: the module takes "
+                               f"{len(placeholders)} inputs; one input tensor is supported")
+    if input_shape is None:
+        users = [u for u in placeholders[0].users if u.op == "call_module"]
+        lin = next((gm.get_submodule(u.target) for u in users
+                    if isinstance(gm.get_submodule(u.target), nn.Linear)), None)
+        if lin is None:
+            raise InputError("input_shape is needed for modules that do not start with a "
+                             "Linear layer")
+        input_shape = (lin.in_features,)
+    b = GraphBuilder(tuple(input_shape), "")
+    env: dict[Any, Any] = {placeholders[0]: ("node", 0)}
+    output = None
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            continue
+        if n.op == "output":
+            out = env.get(n.args[0]) if isinstance(n.args[0], fx.Node) else None
+            if out is None or out[0] != "node":
+                raise UnsupportedError("the module must return one tensor")
+            output = out[1]
+            continue
+        env[n] = _trace_node(gm, n, env, b)
+    if output is None:
+        raise UnsupportedError("the traced module has no output")
+    net = b.network(output)
+    _check_trace(module, net)
+    return net
+
+
+def _tensor_arg(env: dict[Any, Any], a: Any, what: str) -> int:
+    v = env.get(a) if not isinstance(a, (int, float)) else None
+    if v is None or v[0] != "node":
+        raise UnsupportedError(f"{what}: expected a tensor argument")
+    return v[1]
+
+
+def _value(env: dict[Any, Any], a: Any) -> Any:
+    """A traced argument: ("node", id), ("const", float), ("batch",), ("shape", id)."""
+    if isinstance(a, (bool,)):
+        return ("other", a)
+    if isinstance(a, (int, float)):
+        return ("const", float(a))
+    try:
+        return env[a]
+    except (KeyError, TypeError):
+        return ("other", a)
+
+
+def _trace_node(gm: Any, n: Any, env: dict[Any, Any], b: GraphBuilder) -> Any:
+    """The value of one fx node, adding graph nodes to `b`."""
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+
+    label = f"{n.op} {getattr(n.target, '__name__', n.target)}"
+    what = f"traced {label} ({n.name})"
+    if n.op == "get_attr":
+        t = gm
+        for part in str(n.target).split("."):
+            t = getattr(t, part)
+        if torch.is_tensor(t) and t.numel() == 1:
+            return ("const", float(t))
+        raise UnsupportedError(f"{what}: a constant tensor of shape "
+                               f"{tuple(getattr(t, 'shape', ()))}; only scalars are supported")
+    if n.op == "call_module":
+        return _trace_module(gm.get_submodule(n.target), n, env, b, what)
+    args = [_value(env, a) for a in n.args]
+    kw = dict(n.kwargs)
+    target = n.target
+    name = target if n.op == "call_method" else getattr(target, "__name__", str(target))
+    fn_tables = {
+        "add": (operator.add, operator.iadd, torch.add), "sub": (operator.sub, torch.sub),
+        "mul": (operator.mul, torch.mul), "div": (operator.truediv, torch.div),
+        "neg": (operator.neg, torch.neg),
+    }
+    kind = None
+    if n.op == "call_method":
+        kind = {"add": "add", "add_": "add", "sub": "sub", "mul": "mul", "div": "div",
+                "neg": "neg"}.get(name)
+    else:
+        kind = next((k for k, fns in fn_tables.items() if target in fns), None)
+    if kind is not None:
+        return _arith(kind, args, kw, b, what)
+    if n.op == "call_function" and target is operator.abs:
+        name = "abs"
+    if n.op == "call_function" and target is getattr:
+        if args[0][0] == "node" and n.args[1] == "shape":
+            return ("shape", args[0][1])
+        raise UnsupportedError(f"{what}: attribute {n.args[1]!r} of a tensor")
+    if n.op == "call_function" and target is operator.getitem:
+        if args[0][0] == "shape" and n.args[1] == 0:
+            return ("batch",)
+        raise UnsupportedError(f"{what}: indexing is not supported")
+    short = name.split(".")[-1] if isinstance(name, str) else str(name)
+    if short in _TORCH_ELEMENTWISE and (n.op == "call_method" or target in (
+            getattr(torch, short, None), getattr(F, short, None), operator.abs)):
+        return ("node", b.add(Activation(short), (_tensor_arg(env, n.args[0], what),), what))
+    if short == "leaky_relu" and target is F.leaky_relu:
+        slope = kw.get("negative_slope", n.args[1] if len(n.args) > 1 else 0.01)
+        return ("node", b.add(Activation("leaky_relu", float(slope)),
+                              (_tensor_arg(env, n.args[0], what),), what))
+    if short == "softplus" and target is F.softplus:
+        beta = float(kw.get("beta", n.args[1] if len(n.args) > 1 else 1.0))
+        return ("node", _softplus(b, _tensor_arg(env, n.args[0], what), beta, what))
+    if short in _TORCH_IDENTITY:
+        if short == "dropout" and n.op == "call_function" and target is not F.dropout:
+            raise UnsupportedError(f"{what}: unsupported call")
+        return ("node", _tensor_arg(env, n.args[0], what))
+    if short in ("cat", "concat") and (n.op == "call_function" and target in (
+            torch.cat, getattr(torch, "concat", None))):
+        tensors = n.args[0]
+        dim = int(kw.get("dim", n.args[1] if len(n.args) > 1 else 0))
+        ids = tuple(_tensor_arg(env, t, what) for t in tensors)
+        rank = len(b.shapes[ids[0]]) + 1
+        axis = (dim % rank) - 1
+        if axis < 0:
+            raise UnsupportedError(f"{what}: concatenation along the batch axis")
+        return ("node", b.add(Concat(axis), ids, what))
+    if short == "flatten":
+        x = _tensor_arg(env, n.args[0], what)
+        start = int(kw.get("start_dim", n.args[1] if len(n.args) > 1 else
+                           (0 if n.op == "call_function" else 0)))
+        end = int(kw.get("end_dim", n.args[2] if len(n.args) > 2 else -1))
+        if start != 1 or end != -1:
+            raise UnsupportedError(f"{what}: only flatten(x, 1) is supported")
+        return ("node", b.add(Flatten(), (x,), what))
+    if short in ("view", "reshape"):
+        x = _tensor_arg(env, n.args[0], what)
+        dims = list(n.args[1:])
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = list(dims[0])
+        vals = [_value(env, d) for d in dims]
+        total = int(np.prod(b.shapes[x]))
+        if (len(vals) == 2 and (vals[0] == ("batch",) or vals[0] == ("const", -1.0))
+                and vals[1] in (("const", -1.0), ("const", float(total)))):
+            return ("node", b.add(Flatten(), (x,), what))
+        raise UnsupportedError(f"{what}: only a reshape to (batch, features) is supported")
+    if short == "size" and n.op == "call_method":
+        if len(n.args) > 1 and n.args[1] == 0:
+            return ("batch",)
+        raise UnsupportedError(f"{what}: only x.size(0) is supported")
+    if short == "mean":
+        x = _tensor_arg(env, n.args[0], what)
+        dims = kw.get("dim", n.args[1] if len(n.args) > 1 else None)
+        keep = bool(kw.get("keepdim", n.args[2] if len(n.args) > 2 else False))
+        shape = b.shapes[x]
+        dims = tuple(sorted(int(d) % 4 for d in (dims if isinstance(dims, (tuple, list))
+                                                 else [dims]))) if dims is not None else None
+        if len(shape) != 3 or dims != (2, 3):
+            raise UnsupportedError(f"{what}: only the mean over the spatial axes (2, 3) of "
+                                   "(C, H, W) inputs is supported")
+        k = b.add(AvgPool2d(shape[1:], shape[1:]), (x,), what)
+        return ("node", k if keep else b.add(Flatten(), (k,), what))
+    if target in (F.max_pool2d, F.avg_pool2d):
+        x = _tensor_arg(env, n.args[0], what)
+        names = ("kernel_size", "stride", "padding")
+        vals = {k: kw.get(k, n.args[i + 1] if len(n.args) > i + 1 else None)
+                for i, k in enumerate(names)}
+        kernel = vals["kernel_size"]
+        stride = vals["stride"] or kernel
+        padding = vals["padding"] or 0
+        if kw.get("ceil_mode") or kw.get("dilation", 1) not in (1, (1, 1)):
+            raise UnsupportedError(f"{what}: ceil_mode/dilation not supported")
+        cls = MaxPool2d if target is F.max_pool2d else AvgPool2d
+        return ("node", b.add(cls(kernel, stride, padding), (x,), what))
+    if target is F.adaptive_avg_pool2d:
+        x = _tensor_arg(env, n.args[0], what)
+        size = kw.get("output_size", n.args[1] if len(n.args) > 1 else None)
+        return ("node", _adaptive_pool(b, x, size, what))
+    raise UnsupportedError(f"{what}: unsupported operation {short!r}")
+
+
+def _arith(kind: str, args: list[Any], kw: dict[str, Any], b: GraphBuilder, what: str
+           ) -> Any:
+    """Sums, differences, negation and scaling by constants as Add nodes."""
+    if kind == "neg":
+        return ("node", b.add(Add((-1.0,)), (args[0][1],), what)) if args[0][0] == "node" \
+            else ("const", -args[0][1])
+    a, c = args[0], args[1] if len(args) > 1 else ("const", float(kw.get("other", 0.0)))
+    alpha = float(kw.get("alpha", 1.0))
+    if a[0] == "const" and c[0] == "const":
+        x, y = a[1], c[1]
+        return ("const", {"add": x + alpha * y, "sub": x - alpha * y, "mul": x * y,
+                          "div": x / y}[kind])
+    if a[0] not in ("node", "const") or c[0] not in ("node", "const"):
+        raise UnsupportedError(f"{what}: unsupported operands")
+    if kind in ("add", "sub"):
+        sign = alpha if kind == "add" else -alpha
+        if a[0] == "node" and c[0] == "node":
+            return ("node", b.add(Add((1.0, sign)), (a[1], c[1]), what))
+        if a[0] == "node":
+            return ("node", b.add(Add((1.0,), sign * c[1]), (a[1],), what))
+        return ("node", b.add(Add((sign,), a[1]), (c[1],), what))
+    if kind == "mul":
+        if a[0] == "node" and c[0] == "node":
+            raise UnsupportedError(f"{what}: a product of two tensors (only products with "
+                                   "constant scalars are supported)")
+        node, const = (a, c) if a[0] == "node" else (c, a)
+        return _scaled(b, node[1], const[1], what)
+    if c[0] != "const" or c[1] == 0.0:
+        raise UnsupportedError(f"{what}: division by a tensor or by zero")
+    return _scaled(b, a[1], 1.0 / c[1], what)
+
+
+def _scaled(b: GraphBuilder, x: int, c: float, what: str) -> Any:
+    """c x as an Add node (x itself when c = 1). A division by d is stored as the product
+    with fl(1/d), exact for powers of two."""
+    return ("node", x if c == 1.0 else b.add(Add((c,)), (x,), what))
+
+
+def _softplus(b: GraphBuilder, x: int, beta: float, what: str) -> int:
+    """softplus_beta(x) = softplus(beta x) / beta (torch's threshold shortcut aside)."""
+    if not (np.isfinite(beta) and beta > 0):
+        raise UnsupportedError(f"{what}: softplus with beta {beta}")
+    if beta == 1.0:
+        return b.add(Activation("softplus"), (x,), what)
+    k = b.add(Add((beta,)), (x,), what)
+    k = b.add(Activation("softplus"), (k,), what)
+    return b.add(Add((1.0 / beta,)), (k,), what)
+
+
+def _adaptive_pool(b: GraphBuilder, x: int, size: Any, what: str) -> int:
+    """Adaptive average pooling onto a grid that divides the input: an AvgPool2d."""
+    shape = b.shapes[x]
+    if len(shape) != 3:
+        raise UnsupportedError(f"{what}: expects (C, H, W) input, got {shape}")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    out = tuple(shape[1 + i] if s is None else int(s) for i, s in enumerate(size))
+    if any(shape[1 + i] % out[i] for i in range(2)):
+        raise UnsupportedError(f"{what}: adaptive pooling of {shape[1:]} onto {out} has "
+                               "unequal windows; only grids that divide the input are "
+                               "supported")
+    kernel = (shape[1] // out[0], shape[2] // out[1])
+    return b.add(AvgPool2d(kernel, kernel), (x,), what)
+
+
+def _bn_params(bn: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if bn.training or bn.running_mean is None:
+        raise UnsupportedError(f"{what}: BatchNorm must be in eval mode with running "
+                               "statistics (call module.eval())")
+    var = bn.running_var.detach().cpu().numpy().astype(np.float64)
+    mean = bn.running_mean.detach().cpu().numpy().astype(np.float64)
+    gamma = (bn.weight.detach().cpu().numpy() if bn.weight is not None
+             else np.ones_like(mean)).astype(np.float64)
+    beta = (bn.bias.detach().cpu().numpy() if bn.bias is not None
+            else np.zeros_like(mean)).astype(np.float64)
+    if not np.all(var + bn.eps > 0):
+        raise InputError(f"{what}: BatchNorm running_var must be >= 0")
+    scale = gamma / np.sqrt(var + bn.eps)
+    return scale, beta - scale * mean
+
+
+def _trace_module(m: Any, n: Any, env: dict[Any, Any], b: GraphBuilder, what: str) -> Any:
+    from torch import nn
+
+    what = f"module {n.target} ({type(m).__name__})"
+    x = _tensor_arg(env, n.args[0], what)
+    if len(n.args) != 1 or n.kwargs:
+        raise UnsupportedError(f"{what}: called with more than one argument")
+    if isinstance(m, nn.Linear):
+        bias = m.bias.detach().cpu().numpy() if m.bias is not None else None
+        op: Op = Affine(m.weight.detach().cpu().numpy(), bias)
+    elif isinstance(m, nn.Conv2d):
+        op = _conv_from_torch(m, what)
+    elif isinstance(m, nn.ReLU):
+        op = Activation("relu")
+    elif isinstance(m, nn.LeakyReLU):
+        op = Activation("leaky_relu", float(m.negative_slope))
+    elif isinstance(m, nn.Tanh):
+        op = Activation("tanh")
+    elif isinstance(m, nn.Sigmoid):
+        op = Activation("sigmoid")
+    elif isinstance(m, nn.Softplus):
+        return ("node", _softplus(b, x, float(m.beta), what))
+    elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        op = _pool_from_torch(m, what)
+    elif isinstance(m, nn.AdaptiveAvgPool2d):
+        return ("node", _adaptive_pool(b, x, m.output_size, what))
+    elif isinstance(m, nn.Flatten):
+        if m.start_dim != 1 or m.end_dim != -1:
+            raise UnsupportedError(f"{what}: only Flatten(1, -1) is supported")
+        op = Flatten()
+    elif isinstance(m, (nn.Dropout, nn.Identity)):
+        return ("node", x)
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        op = BatchNorm(*_bn_params(m, what))
+    else:
+        raise UnsupportedError(f"{what}: unsupported layer {type(m).__name__}")
+    return ("node", b.add(op, (x,), what))
+
+
+def _check_trace(module: Any, net: Network) -> None:
+    """The traced network must reproduce the module (both in float64) on random inputs."""
+    import copy
+
+    import torch
+
+    probe = copy.deepcopy(module).double().eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((2, *net.input_shape), generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        try:
+            want = probe(x)
+        except Exception as exc:  # noqa: BLE001 - the module's own failure on the probe
+            raise InputError(f"{type(module).__name__} fails on inputs of shape "
+                             f"{tuple(net.input_shape)}: {' '.join(str(exc).split())[:160]}"
+                             ) from None
+    if not torch.is_tensor(want):
+        raise UnsupportedError("the module must return one tensor")
+    got = torch.from_numpy(net(x.numpy()))
+    want = want.reshape(got.shape) if want.numel() == got.numel() else want
+    if want.shape != got.shape:
+        raise UnsupportedError(f"traced graph gives outputs of shape {tuple(got.shape)}, the "
+                               f"module {tuple(want.shape)}")
+    err = float((got - want).abs().max())
+    scale = float(want.abs().max()) + 1.0
+    if not err <= TRACE_RTOL * scale:
+        raise UnsupportedError(f"the traced graph of {type(module).__name__} does not "
+                               f"reproduce the module (max difference {err:.3g}); an "
+                               "operation it uses is not read faithfully")
 
 
 def load_state_dict(source: Any, *, activation: str = "relu") -> Network:
@@ -450,7 +1006,10 @@ def _load_nnet(p: Path) -> Network:
 
 # ---------------------------------------------------------------------------------- onnx
 def _load_onnx(p: Path) -> Network:
-    """Sequential ONNX graphs of Gemm/MatMul(+Add)/Relu/Conv/Flatten/MaxPool nodes."""
+    """ONNX graphs of Gemm/MatMul/Add/Sub/Mul(by a constant)/Relu/LeakyRelu/Sigmoid/Tanh/
+    Softplus/Abs/Sin/Cos/Conv/MaxPool/AveragePool/GlobalAveragePool/ReduceMean (spatial)/
+    BatchNormalization/Concat/Flatten/Reshape nodes: a chain becomes a sequential network,
+    anything with a residual sum or a concatenation a computation graph."""
     try:
         import onnx
         from onnx import numpy_helper
@@ -463,52 +1022,212 @@ def _load_onnx(p: Path) -> Network:
         raise InputError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
     graph = model.graph
     init = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
-    layers: list[Layer] = []
-    for node in graph.node:
-        op = node.op_type
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if op == "Gemm":
-            W = init[node.input[1]]
-            W = W if attrs.get("transB", 0) else W.T
-            b = init.get(node.input[2]) if len(node.input) > 2 else None
-            layers.append(Affine(W * attrs.get("alpha", 1.0),
-                                 None if b is None else b * attrs.get("beta", 1.0)))
-        elif op == "MatMul":
-            W = init.get(node.input[1])
-            if W is None:
-                raise UnsupportedError(f"{p}: MatMul node {node.name!r} without constant weight")
-            layers.append(Affine(W.T, None))
-        elif op == "Add":
-            b = init.get(node.input[1], init.get(node.input[0]))
-            if not layers or not isinstance(layers[-1], (Affine, Conv2d)) or b is None:
-                raise UnsupportedError(f"{p}: Add node {node.name!r} not following a layer")
-            last = layers[-1]
-            if isinstance(last, Affine):
-                layers[-1] = Affine(last.W, last.b + b.reshape(-1))
-            else:
-                layers[-1] = Conv2d(last.weight, last.bias + b.reshape(-1), last.stride,
-                                    last.padding)
-        elif op == "Relu":
-            layers.append(Activation("relu"))
-        elif op in ("Sigmoid", "Tanh"):
-            layers.append(Activation(op.lower()))
-        elif op == "Conv":
-            pads = attrs.get("pads", [0, 0, 0, 0])
-            if pads[0] != pads[2] or pads[1] != pads[3]:
-                raise UnsupportedError(f"{p}: asymmetric padding in Conv node {node.name!r}")
-            b = init.get(node.input[2]) if len(node.input) > 2 else None
-            layers.append(Conv2d(init[node.input[1]], b, attrs.get("strides", [1, 1]),
-                                 pads[:2]))
-        elif op == "MaxPool":
-            pads = attrs.get("pads", [0, 0, 0, 0])
-            layers.append(MaxPool2d(attrs["kernel_shape"], attrs.get("strides", [1, 1]),
-                                    pads[:2]))
-        elif op in ("Flatten", "Reshape"):
-            layers.append(Flatten())
-        elif op in ("Identity", "Dropout", "Constant"):
-            continue
-        else:
-            raise UnsupportedError(f"{p}: unsupported ONNX operator {op!r}")
-    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    inputs = [i for i in graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise UnsupportedError(f"{p}: the graph has {len(inputs)} inputs; one is supported")
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     shape = tuple(d for d in dims[1:] if d > 0) if len(dims) > 1 else tuple(dims)
-    return Network(tuple(layers), shape)
+    b = GraphBuilder(shape, f"{p}: ")
+    env: dict[str, Any] = {inputs[0].name: ("node", 0)}
+    env.update({name: ("const", arr) for name, arr in init.items()})
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        _check_onnx_attrs(p, node, attrs)
+        outs = _onnx_node(p, node, attrs, env, b)
+        env[node.output[0]] = outs
+    out = env.get(graph.output[0].name)
+    if out is None or out[0] != "node":
+        raise UnsupportedError(f"{p}: the graph output is not computed from the input")
+    return b.network(out[1])
+
+
+def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
+               b: GraphBuilder) -> Any:
+    """The value of one ONNX node: ("node", id) or ("const", array)."""
+    op = node.op_type
+    what = f"{op} node {node.name!r}"
+    args = [env.get(name) if name else None for name in node.input]
+    if any(a is None for a in args[:1]):
+        raise UnsupportedError(f"{p}: {what} reads an unknown tensor")
+
+    def tensor(i: int) -> int:
+        if i >= len(args) or args[i] is None or args[i][0] != "node":
+            raise UnsupportedError(f"{p}: {what}: input {i} must be computed from the input")
+        return args[i][1]
+
+    def const(i: int) -> np.ndarray | None:
+        return args[i][1] if i < len(args) and args[i] is not None and args[i][0] == "const" \
+            else None
+
+    if op == "Constant":
+        value = attrs.get("value")
+        if value is None:
+            raise UnsupportedError(f"{p}: {what} without a tensor value")
+        from onnx import numpy_helper
+
+        return ("const", numpy_helper.to_array(value).astype(np.float64))
+    if op in ("Identity", "Dropout"):
+        return args[0]
+    if op == "Gemm":
+        W = const(1)
+        if W is None:
+            raise UnsupportedError(f"{p}: {what} without constant weight")
+        W = W if attrs.get("transB", 0) else W.T
+        c = const(2)
+        return ("node", b.add(Affine(W * attrs.get("alpha", 1.0),
+                                     None if c is None else c * attrs.get("beta", 1.0)),
+                              (tensor(0),), what))
+    if op == "MatMul":
+        W = const(1)
+        if W is None:
+            raise UnsupportedError(f"{p}: MatMul node {node.name!r} without constant weight")
+        return ("node", b.add(Affine(W.T, None), (tensor(0),), what))
+    if op in ("Add", "Sub"):
+        sign = 1.0 if op == "Add" else -1.0
+        if args[0][0] == "node" and args[1][0] == "node":
+            return ("node", b.add(Add((1.0, sign)), (tensor(0), tensor(1)), what))
+        first = 0 if args[0][0] == "node" else 1
+        x, c = tensor(first), const(1 - first)
+        # x + c, c + x, x - c, c - x
+        coeff = -1.0 if op == "Sub" and first == 1 else 1.0
+        shift = -c if op == "Sub" and first == 0 else c
+        if c.size == 1:
+            return ("node", b.add(Add((coeff,), float(shift.reshape(-1)[0])), (x,), what))
+        sample = b.shapes[x]
+        per_channel = (sample[0],) + (1,) * (len(sample) - 1)
+        if coeff == 1.0 and tuple(c.shape) in (per_channel, (1, *per_channel)):
+            # a per-channel bias (a Gemm/MatMul/Conv bias written as its own Add)
+            return ("node", b.add(BatchNorm(np.ones(sample[0]), shift.reshape(-1)), (x,),
+                                  what))
+        raise UnsupportedError(f"{p}: {what} adds a constant of shape {c.shape} that is "
+                               "neither a scalar nor a per-channel bias")
+    if op in ("Mul", "Div"):
+        if args[0][0] == "node" and args[1][0] == "node":
+            raise UnsupportedError(f"{p}: {what} multiplies two tensors")
+        first = 0 if args[0][0] == "node" else 1
+        c = const(1 - first)
+        if c.size != 1 or (op == "Div" and first == 1) or (op == "Div" and float(c) == 0.0):
+            raise UnsupportedError(f"{p}: {what}: only scaling by a constant scalar")
+        factor = float(c.reshape(-1)[0])
+        return _scaled(b, tensor(first), factor if op == "Mul" else 1.0 / factor, what)
+    if op == "Neg":
+        return ("node", b.add(Add((-1.0,)), (tensor(0),), what))
+    act = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
+           "Abs": "abs", "Sin": "sin", "Cos": "cos"}.get(op)
+    if act is not None:
+        return ("node", b.add(Activation(act), (tensor(0),), what))
+    if op == "LeakyRelu":
+        return ("node", b.add(Activation("leaky_relu", float(attrs.get("alpha", 0.01))),
+                              (tensor(0),), what))
+    if op == "Conv":
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        if pads[0] != pads[2] or pads[1] != pads[3]:
+            raise UnsupportedError(f"{p}: asymmetric padding in Conv node {node.name!r}")
+        weight = const(1)
+        if weight is None:
+            raise UnsupportedError(f"{p}: {what} without constant weight")
+        return ("node", b.add(Conv2d(weight, const(2), attrs.get("strides", [1, 1]), pads[:2]),
+                              (tensor(0),), what))
+    if op in ("MaxPool", "AveragePool"):
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        if pads[0] != pads[2] or pads[1] != pads[3]:
+            raise UnsupportedError(f"{p}: asymmetric padding in {what}")
+        cls = MaxPool2d if op == "MaxPool" else AvgPool2d
+        return ("node", b.add(cls(attrs["kernel_shape"], attrs.get("strides", [1, 1]),
+                                  pads[:2]), (tensor(0),), what))
+    if op == "GlobalAveragePool":
+        x = tensor(0)
+        hw = b.shapes[x][1:]
+        if len(hw) != 2:
+            raise UnsupportedError(f"{p}: {what} on an input of shape {b.shapes[x]}")
+        return ("node", b.add(AvgPool2d(hw, hw), (x,), what))
+    if op == "ReduceMean":
+        x = tensor(0)
+        axes = attrs.get("axes", const(1) if len(args) > 1 else None)
+        shape = b.shapes[x]
+        axes = None if axes is None else tuple(sorted(int(a) % 4 for a in np.ravel(axes)))
+        if len(shape) != 3 or axes != (2, 3):
+            raise UnsupportedError(f"{p}: {what}: only the mean over the spatial axes (2, 3) "
+                                   "of (C, H, W) inputs is supported")
+        k = b.add(AvgPool2d(shape[1:], shape[1:]), (x,), what)
+        return ("node", k if attrs.get("keepdims", 1) else b.add(Flatten(), (k,), what))
+    if op == "BatchNormalization":
+        scale, bias, mean, var = (const(i) for i in range(1, 5))
+        if any(v is None for v in (scale, bias, mean, var)):
+            raise UnsupportedError(f"{p}: {what} without constant statistics")
+        if np.any(var + attrs.get("epsilon", 1e-5) <= 0):
+            raise InputError(f"{p}: {what}: variance must be >= 0")
+        s = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
+        return ("node", b.add(BatchNorm(s, bias - s * mean), (tensor(0),), what))
+    if op == "Concat":
+        ids = tuple(tensor(i) for i in range(len(args)))
+        rank = len(b.shapes[ids[0]]) + 1
+        axis = int(attrs.get("axis", 1)) % rank - 1
+        if axis < 0:
+            raise UnsupportedError(f"{p}: {what} concatenates along the batch axis")
+        return ("node", b.add(Concat(axis), ids, what))
+    if op == "Flatten":
+        if attrs.get("axis", 1) != 1:
+            raise UnsupportedError(f"{p}: {what} with axis {attrs['axis']} (only 1)")
+        return ("node", b.add(Flatten(), (tensor(0),), what))
+    if op == "Reshape":
+        target = const(1)
+        if target is None or target.size != 2 or np.any(target == 0):
+            raise UnsupportedError(f"{p}: Reshape node {node.name!r} is not a flatten to "
+                                   "(batch, features)")
+        return ("node", b.add(Flatten(), (tensor(0),), what))
+    raise UnsupportedError(f"{p}: unsupported ONNX operator {op!r}")
+
+
+# ONNX attributes whose other values would change the function: refused, never ignored.
+ONNX_REQUIRED_ATTRS = {"group": 1, "transA": 0, "ceil_mode": 0}
+
+
+def _check_onnx_attrs(p: Path, node: Any, attrs: dict[str, Any]) -> None:
+    for name, value in ONNX_REQUIRED_ATTRS.items():
+        if name in attrs and attrs[name] != value:
+            raise UnsupportedError(f"{p}: {node.op_type} node {node.name!r} has {name}="
+                                   f"{attrs[name]!r} (only {value} is supported)")
+    if any(int(d) != 1 for d in attrs.get("dilations", [])):
+        raise UnsupportedError(f"{p}: {node.op_type} node {node.name!r} is dilated "
+                               f"({list(attrs['dilations'])}); not supported")
+    pad = attrs.get("auto_pad", b"NOTSET")
+    pad = pad.decode() if isinstance(pad, bytes) else str(pad)
+    if pad not in ("NOTSET", ""):
+        raise UnsupportedError(f"{p}: {node.op_type} node {node.name!r} uses auto_pad={pad}; "
+                               "give explicit pads")
+
+
+def load_center(path: str | Path, input_dim: int) -> np.ndarray:
+    """A centre point from a .npy file, or the 'center' array of an .npz (never unpickled),
+    as a finite float64 vector of `input_dim` entries."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    try:
+        arr = np.load(p, allow_pickle=False)
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            with arr:
+                if "center" not in arr.files:
+                    raise InputError(f"{p}: no 'center' array in the .npz")
+                arr = arr["center"]
+        if not isinstance(arr, np.ndarray):
+            raise InputError(f"{p}: 'center' is not a .npy array")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy raises varied errors on bad files
+        if "pickle" in str(exc).lower():
+            raise InputError(f"{p}: not a plain .npy/.npz array (reading it would need "
+                             "unpickling; refused)") from None
+        raise InputError(f"{p}: cannot read centre ({' '.join(str(exc).split())})") from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{p}: centre is not numeric (dtype {arr.dtype})")
+    if arr.size != input_dim:
+        raise InputError(f"{p}: centre has {arr.size} entries, the network input has "
+                         f"{input_dim}")
+    arr = arr.astype(np.float64).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{p}: centre contains NaN or inf")
+    return arr
+
+

@@ -40,13 +40,14 @@ class MethodInfo:
     domain_kinds: tuple[str, ...] = ("ball", "box")
     anchored: str = "never"  # "never", "optional", "only": whether it bounds anchored constants
     activations: tuple[str, ...] = ()  # activations it handles; empty: any
+    graphs: bool = False  # accepts computation-graph networks (else sequential ones only)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "norms": list(self.norms),
                 "summary": self.summary, "relu_only": self.relu_only,
                 "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
                 "domain_kinds": list(self.domain_kinds), "anchored": self.anchored,
-                "activations": list(self.activations)}
+                "activations": list(self.activations), "graphs": self.graphs}
 
 
 METHODS: dict[str, MethodInfo] = {}
@@ -102,6 +103,11 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
     if norm not in info.norms:
         raise UnsupportedError(f"method {info.name} does not support norm {norm} "
                                f"(supported: {', '.join(info.norms)})")
+    if net.is_graph and not info.graphs:
+        able = sorted(m.name for m in METHODS.values() if m.graphs)
+        raise UnsupportedError(f"method {info.name} needs a sequential network (layers in "
+                               "order), this one is a computation graph; methods for graphs: "
+                               f"{', '.join(able)}")
     if info.mlp_only and not net.is_mlp:
         try:
             net.mlp()
@@ -134,6 +140,27 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
         if (options or {}).get(need) is None:
             raise InputError(f"method {info.name} needs {need} (e.g. data points stored as "
                              f"'{need}' in the network's .npz file)")
+
+
+# parameters of every method that are not options
+NOT_OPTIONS = ("net", "norm", "domain")
+
+
+def option_names(info: MethodInfo) -> list[str]:
+    """The options a method takes: its keyword parameters besides net, norm and domain."""
+    import inspect
+
+    return [k for k, p in inspect.signature(info.fn).parameters.items()
+            if k not in NOT_OPTIONS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def check_option_names(info: MethodInfo, options: dict[str, Any]) -> None:
+    """InputError naming the first option the method does not take, and the valid ones."""
+    valid = option_names(info)
+    for key in options:
+        if key not in valid:
+            raise InputError(f"method {info.name} has no option {key!r} "
+                             f"(options: {', '.join(valid) or 'none'})")
 
 
 # numeric options that may be zero (all others must be positive)
@@ -180,6 +207,7 @@ def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain 
     info = get(method_name)
     norm = check_norm(norm)
     net.validate()
+    check_option_names(info, options)
     check_applicable(info, net, norm, domain, options)
     check_option_values(info, options, net)
     start = time.perf_counter()

@@ -198,3 +198,30 @@ def test_stored_data_must_match_the_input(tmp_path):
     np.savez(p, W0=np.ones((3, 2)), b0=np.zeros(3), center=np.array([0.0, np.nan]))
     with pytest.raises(InputError, match="'center' contains NaN"):
         load_problem(p)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning",
+                            "ignore::DeprecationWarning")
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_torch_onnx_export_with_its_default_call_reads_back(tmp_path, kind):
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    if kind == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(),
+                                    torch.nn.Linear(5, 2))
+        x = torch.randn(1, 3)
+    else:
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),
+                                    torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                    torch.nn.Linear(2 * 4 * 4, 3))
+        x = torch.randn(1, 1, 8, 8)
+    model.eval()
+    path = tmp_path / f"{kind}.onnx"
+    torch.onnx.export(model, x, str(path))  # torch's default call, as a user writes it
+    net = load(path)
+    assert net.input_shape == tuple(x.shape[1:])
+    probe = torch.randn(4, *x.shape[1:])
+    with torch.no_grad():
+        expected = model(probe).double().numpy()
+    np.testing.assert_allclose(net(probe.double().numpy()), expected, rtol=F32_RTOL,
+                               atol=1e-6)

@@ -84,3 +84,14 @@ def test_points_accept_rows_images_and_one_point_and_refuse_the_rest():
         cnn.points(np.zeros((3, n + 1)))
     with pytest.raises(InputError, match="NaN"):
         cnn.points(np.full((2, n), np.nan))
+
+
+def test_repr_is_one_line_per_layer_and_never_the_weights():
+    net = random_mlp([784, 100, 100, 10], seed=0)
+    text = repr(net)
+    lines = text.splitlines()
+    assert len(lines) == 1 + len(net.layers)
+    assert "Affine(784 -> 100)" in text and "Activation(relu)" in text
+    assert len(text) < 500
+    cnn = random_cnn()
+    assert all(len(line) < 120 for line in repr(cnn).splitlines())

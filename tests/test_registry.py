@@ -87,3 +87,23 @@ def test_a_nan_value_is_never_passed_on_as_certified(monkeypatch):
 def test_option_values_are_checked_before_running(options, match):
     with pytest.raises(InputError, match=match):
         estimate(random_mlp([3, 4, 1]), "random", **options)
+
+
+@pytest.mark.parametrize("method, options, valid", [
+    ("regions", {"max_regoins": 1}, "max_regions"),
+    ("autolip", {"time_limt": 5}, "device"),
+    ("gradient-ascent", {"restartz": 3}, "restarts"),
+])
+def test_a_misspelled_option_is_refused_naming_the_valid_ones(method, options, valid):
+    net = random_mlp([2, 3, 1])
+    with pytest.raises(InputError, match=f"has no option '{next(iter(options))}'") as info:
+        estimate(net, method, **options)
+    assert valid in str(info.value) and "\n" not in str(info.value)
+
+
+def test_norm_and_domain_are_not_options():
+    from lipopt_suite.registry import option_names
+
+    for m in methods():
+        names = option_names(m)
+        assert "norm" not in names and "domain" not in names and "net" not in names, m.name

@@ -31,7 +31,7 @@ def _hypercube(quick: bool) -> dict[str, Any]:
     from ..core.patterns import max_pattern_norm
     from ..harness.nets import random_mlp
     from ..registry import estimate
-    from ..solvers.hypercube import lipcst_instance
+    from ..solvers.lipcst import lipcst_instance
 
     sizes = (14, 18) if quick else (20, 26)
     limit = 10.0 if quick else BASELINE_LIMIT

@@ -32,7 +32,7 @@ def dense(n: int) -> dict[str, Any]:
     import torch
     from scipy.sparse.linalg import svds
 
-    from ..core.linalg import dense_spectral_bounds
+    from ..numerics.spectral import dense_spectral_bounds
 
     W = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     t = time.perf_counter()

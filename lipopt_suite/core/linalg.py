@@ -1,12 +1,8 @@
-"""Operator norms of linear layers: exact, estimated, and certified.
+"""Operator norms of the network's linear layers: exact, estimated, and certified.
 
-* `power_method` is the AutoGrad-compliant power method of Scaman & Virmaux (NeurIPS 2018,
-  Algorithm 1): for any linear function f it iterates v <- grad of 1/2 ||f(v)||^2 = A^T A v,
-  so convolutions never become matrices. Batched, warm-startable, stops on a relative
-  tolerance, runs on the device of its input. Its value ||A v|| / ||v|| is a lower bound.
-* `certify_spectral_upper` proves ||W||_2 <= t for a dense W by a floating-point Cholesky
-  factorisation of t^2 I - W^T W shifted by a rounding margin (Rump, BIT 2006): if the
-  shifted matrix factors, the exact one is positive definite.
+Dense layers go through `numerics.spectral` (the autograd power method of Scaman & Virmaux,
+NeurIPS 2018, Algorithm 1, and certified Gram/Cholesky bounds). This module adds the layers
+themselves:
 * `conv_spectral_bounds` bounds a zero-padded (possibly strided) convolution from above by
   the circular convolution on a grid large enough that no tap wraps around; the circular
   operator is block-diagonalised by the 2-D DFT (Sedghi, Gupta & Long, ICLR 2019), each
@@ -20,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,154 +23,27 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnsupportedError
-from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, Layer, MaxPool2d
-
-UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
-# Dense matrices whose smaller side is at most this get an exact eigendecomposition of
-# their Gram matrix; larger ones ARPACK.
-EXACT_SVD_MAX_DIM = 2000
-# Relative slack of the first certificate attempt after an exact SVD / a converged estimate;
-# each failed attempt multiplies the slack by CERT_GROWTH.
-CERT_SLACK_EXACT = 1e-9
-CERT_SLACK_ESTIMATE = 1e-6
-CERT_GROWTH = 100.0
-# A Rayleigh quotient computed in float64 is within a few ulps of its exact value; reporting
-# it times (1 - LOWER_MARGIN) keeps the lower bound below the exact quotient.
-LOWER_MARGIN = 1e-12
-LOWER_MARGIN_F32 = 1e-5
-
-
-@dataclass(frozen=True)
-class PowerResult:
-    """Outcome of a power iteration: `sigma` = max_b ||A v_b|| / ||v_b|| (a lower bound)."""
-
-    sigma: float
-    vector: torch.Tensor  # (batch, *in_shape), unit norm per sample; best sample first
-    iterations: int
-    converged: bool
-    history: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class NormBounds:
-    """lower <= ||layer||_{p->p} <= upper; `certified` says the upper bound is proven."""
-
-    lower: float
-    upper: float
-    certified: bool
-    how: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def as_tensor(x: Any, *, device: Any = None, dtype: torch.dtype = torch.float64
-              ) -> torch.Tensor:
-    """A tensor copy of an array or tensor (read-only numpy arrays included)."""
-    if torch.is_tensor(x):
-        return x.to(device=device, dtype=dtype)
-    return torch.from_numpy(np.array(x, dtype=np.float64)).to(device=device, dtype=dtype)
-
-
-# ------------------------------------------------------------------------ power method
-def _gram_apply(fn: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A^T A v, A v) by one forward and one backward pass: grad of 1/2 ||f(v)||^2."""
-    v = v.detach().requires_grad_(True)
-    with torch.enable_grad():
-        y = fn(v)
-        (g,) = torch.autograd.grad(y, v, grad_outputs=y)
-    return g.detach(), y.detach()
-
-
-def power_method(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    in_shape: tuple[int, ...],
-    *,
-    x0: torch.Tensor | None = None,
-    batch: int = 1,
-    tol: float = 1e-6,
-    max_iter: int = 500,
-    device: Any = None,
-    dtype: torch.dtype = torch.float64,
-    seed: int = 0,
-) -> PowerResult:
-    """Largest singular value of the *linear* map `fn` (acting on batches (B, *in_shape)).
-
-    Runs `batch` independent iterations (or starts from `x0`, which sets batch and device)
-    and stops when the best value changes by less than `tol` relative. Returns the best
-    Rayleigh value, a lower bound on sigma_max whatever the convergence.
-    """
-    if x0 is not None:
-        v = x0.detach().reshape((-1, *in_shape))
-        dtype, device = v.dtype, v.device
-    else:
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        v = torch.randn((batch, *in_shape), generator=gen, dtype=dtype).to(device)
-    dims = tuple(range(1, v.dim()))
-    v = v / torch.linalg.vector_norm(v, dim=dims, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    history: list[float] = []
-    sig = torch.zeros(v.shape[0], dtype=dtype, device=v.device)
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
-        g, y = _gram_apply(fn, v)
-        sig = y.flatten(1).norm(dim=1)  # ||A v|| with ||v|| = 1
-        best = float(sig.max())
-        history.append(best)
-        gnorm = torch.linalg.vector_norm(g, dim=dims, keepdim=True)
-        if float(gnorm.max()) == 0.0:
-            converged = True
-            break
-        v = g / gnorm.clamp_min(torch.finfo(dtype).tiny)
-        if it > 1 and abs(history[-1] - history[-2]) <= tol * max(history[-1], 1e-300):
-            converged = True
-            break
-    # the last update of v is at least as good as the one measured (A^T A is PSD)
-    with torch.no_grad():
-        y = fn(v)
-    sig_last = y.flatten(1).norm(dim=1)
-    if float(sig_last.max()) >= float(sig.max()):
-        sig = sig_last
-    order = torch.argsort(sig, descending=True)
-    return PowerResult(float(sig.max()), v[order].detach(), it, converged, tuple(history))
-
-
-def top_singular(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    in_shape: tuple[int, ...],
-    k: int,
-    *,
-    iters: int = 50,
-    tol: float = 1e-6,
-    device: Any = None,
-    dtype: torch.dtype = torch.float64,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-k singular triplets of a linear map by subspace iteration through autograd.
-
-    Returns (sigma (k,), right vectors (k, *in_shape), left vectors (k, *out_shape)).
-    """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    n = int(np.prod(in_shape))
-    k = min(k, n)
-    V = torch.randn((k, n), generator=gen, dtype=dtype).to(device)
-    V = torch.linalg.qr(V.T)[0].T
-    prev = None
-    for _ in range(iters):
-        G, _ = _gram_apply(fn, V.reshape((k, *in_shape)))
-        Q = torch.linalg.qr(G.reshape(k, n).T)[0]  # (n, k)
-        # Rayleigh-Ritz on the subspace
-        AQ = fn(Q.T.reshape((k, *in_shape))).reshape(k, -1)
-        ev, evec = torch.linalg.eigh(AQ @ AQ.T)
-        V = (Q @ evec.flip(-1)).T
-        vals = ev.flip(-1).clamp_min(0).sqrt()
-        if prev is not None and float((vals - prev).abs().max()) <= tol * float(vals[0]):
-            break
-        prev = vals
-    with torch.no_grad():
-        U = fn(V.reshape((k, *in_shape)))
-    sig = U.flatten(1).norm(dim=1)
-    U = U / sig.clamp_min(torch.finfo(dtype).tiny).reshape((-1,) + (1,) * (U.dim() - 1))
-    return sig, V.reshape((k, *in_shape)), U
+from ..network import (
+    Activation,
+    Affine,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Flatten,
+    GroupSort,
+    Layer,
+    MaxPool2d,
+)
+from ..numerics.rounding import UNIT_ROUNDOFF, abs_sum_upper
+from ..numerics.spectral import (
+    CERT_SLACK_EXACT,
+    EXACT_SVD_MAX_DIM,
+    LOWER_MARGIN,
+    NormBounds,
+    as_tensor,
+    dense_spectral_bounds,
+    power_method,
+)
 
 
 # ------------------------------------------------------------------------ dense matrices
@@ -187,88 +55,6 @@ def operator_norm(W: np.ndarray, norm: str) -> float:
     if norm == "1":
         return float(np.abs(W).sum(axis=0).max())
     return float(np.linalg.svd(W, compute_uv=False)[0]) if W.size else 0.0
-
-
-def _abs_sum_upper(total: float, terms: int) -> float:
-    """A sum of `terms` non-negative float64 numbers is at most (1 + terms u) too small."""
-    return total * (1 + 2 * (terms + 1) * UNIT_ROUNDOFF)
-
-
-def certify_spectral_upper(W: torch.Tensor | np.ndarray, t: float) -> bool:
-    """True only if ||W||_2 <= t is proven: Cholesky of (t^2 - c) I - fl(W^T W) succeeds, with
-    c covering the rounding of the Gram product and of the factorisation (Rump 2006)."""
-    Wt = as_tensor(W)
-    if Wt.numel() == 0:
-        return t >= 0
-    m, n = Wt.shape
-    G = Wt @ Wt.T if m < n else Wt.T @ Wt
-    r = G.shape[0]
-    inner = n if m < n else m  # length of the dot products forming G
-    fro2 = float((Wt * Wt).sum())
-    u = UNIT_ROUNDOFF
-    gamma_inner = inner * u / (1 - inner * u)
-    trace_a = r * t * t - float(torch.diagonal(G).sum())
-    shift = 2.0 * gamma_inner * fro2 * 1.01 + 2.0 * (r + 1) * u * max(trace_a, 0.0) * 1.01
-    shift += 1e-300  # underflow guard
-    A = -G
-    A.diagonal().add_(t * t - shift)
-    _, info = torch.linalg.cholesky_ex(A)
-    return int(info) == 0
-
-
-def _estimate_dense(W: torch.Tensor) -> tuple[float, torch.Tensor | None, str]:
-    """sigma_max estimate and a right singular vector: SVD when small, ARPACK (CPU) or the
-    power method (other devices) when large."""
-    m, n = W.shape
-    if min(m, n) <= EXACT_SVD_MAX_DIM:
-        # the top eigenpair of the smaller Gram matrix: far cheaper than a full SVD
-        G = W @ W.T if m < n else W.T @ W
-        lam, vecs = torch.linalg.eigh(G)
-        v = W.T @ vecs[:, -1] if m < n else vecs[:, -1]
-        return math.sqrt(max(float(lam[-1]), 0.0)), v, "svd"
-    if W.device.type == "cpu":
-        from scipy.sparse.linalg import svds
-
-        arr = W.numpy()
-        _, s, vh = svds(arr, k=1, random_state=0)
-        return float(s[0]), torch.from_numpy(np.ascontiguousarray(vh[0])), "arpack"
-    res = power_method(lambda x: x @ W.T, (n,), batch=4, tol=1e-9, max_iter=3000,
-                       dtype=W.dtype, device=W.device)
-    return res.sigma, res.vector[0], "power"
-
-
-def dense_spectral_bounds(W: np.ndarray | torch.Tensor, *, device: Any = None,
-                          estimate_dtype: torch.dtype = torch.float64) -> NormBounds:
-    """Certified lower and upper bounds on ||W||_2 for a dense matrix.
-
-    The lower bound is ||W v|| / ||v|| in float64 for the estimated top right singular vector
-    v; the upper bound is the estimate times (1 + slack), proven by `certify_spectral_upper`.
-    """
-    W64 = as_tensor(W, device=device)
-    if W64.numel() == 0 or float(W64.abs().max()) == 0.0:
-        return NormBounds(0.0, 0.0, True, "zero")
-    # scale by a power of two (exact) so that the Gram matrix neither underflows nor overflows
-    k = math.frexp(float(W64.abs().max()))[1]
-    if abs(k) > 64:
-        nb = dense_spectral_bounds(W64 * 2.0**-k, device=device, estimate_dtype=estimate_dtype)
-        upper = math.ldexp(nb.upper, k)
-        return NormBounds(math.ldexp(nb.lower, k), upper if upper > 0 else math.ulp(0.0),
-                          nb.certified, nb.how, {**nb.details, "scaled_by_2^": -k})
-    sigma, v, how = _estimate_dense(W64.to(estimate_dtype))
-    lower = 0.0
-    if v is not None:
-        v64 = v.to(device=W64.device, dtype=torch.float64)
-        lower = float((W64 @ v64).norm() / v64.norm()) * (1 - LOWER_MARGIN)
-    slack = CERT_SLACK_EXACT if how == "svd" else CERT_SLACK_ESTIMATE
-    base = max(sigma, lower)
-    for attempt in range(6):
-        t = base * (1 + slack)
-        if certify_spectral_upper(W64, t):
-            return NormBounds(lower, t, True, f"{how}+cholesky",
-                              {"estimate": sigma, "slack": slack, "attempts": attempt + 1})
-        slack *= CERT_GROWTH
-    fro = float(W64.norm()) * (1 + 4 * W64.numel() * UNIT_ROUNDOFF)
-    return NormBounds(lower, fro, True, "frobenius", {"estimate": sigma})
 
 
 # ------------------------------------------------------------------------ batched matrices
@@ -500,6 +286,14 @@ def layer_norm_bounds(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
     if isinstance(layer, Activation):
         lip = layer.lipschitz
         return NormBounds(lip, lip, True, "slope")
+    if isinstance(layer, BatchNorm):
+        # a diagonal map (each channel's scale repeated): its norm is the largest |scale|,
+        # exactly, in every l_p
+        val = float(np.abs(layer.scale).max(initial=0.0))
+        return NormBounds(val, val, True, "diagonal")
+    if isinstance(layer, GroupSort):
+        # a permutation of each group: ||sort(a) - sort(b)||_p <= ||a - b||_p for p >= 1
+        return NormBounds(1.0, 1.0, True, "sort")
     if isinstance(layer, MaxPool2d):
         # |max_W x - max_W y| <= max_W |x - y|; an element lies in at most `overlap`
         # windows (Avant & Morgansen, Theorem 3): sqrt(overlap) in l2, overlap in l1.
@@ -512,25 +306,54 @@ def layer_norm_bounds(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
         axis = 1 if norm == "inf" else 0
         sums = np.abs(layer.W).sum(axis=axis)
         val = float(sums.max())
-        return NormBounds(val, _abs_sum_upper(val, layer.W.shape[axis]), True, "abs-sum")
+        return NormBounds(val, abs_sum_upper(val, layer.W.shape[axis]), True, "abs-sum")
     if isinstance(layer, (Conv2d, AvgPool2d)):
         if norm == "2":
             return conv_spectral_bounds(layer, in_shape, device=device)
         val = _conv_abs_norm(layer, in_shape, norm)
         taps = int(np.prod(_conv_weight(layer, in_shape)[0].shape[1:]))
-        return NormBounds(val, _abs_sum_upper(val, taps), True, "abs-sum")
+        return NormBounds(val, abs_sum_upper(val, taps), True, "abs-sum")
     raise UnsupportedError(f"no norm bound for layer {type(layer).__name__}")
 
 
 def network_layer_bounds(net: Any, norm: str, *, device: Any = None) -> list[NormBounds]:
-    """Per-layer bounds for every layer of `net`, cached on the network."""
-    key = ("layer_bounds", norm, str(device))
-    cache = net._cache
-    if key not in cache:
+    """Per-layer bounds for every layer of `net` (memoised on the network)."""
+    def compute() -> list[NormBounds]:
         shapes = net.shapes()
-        cache[key] = [layer_norm_bounds(layer, shapes[i], norm, device=device)
-                      for i, layer in enumerate(net.layers)]
-    return list(cache[key])
+        return [layer_norm_bounds(layer, shapes[i], norm, device=device)
+                for i, layer in enumerate(net.layers)]
+
+    return list(net.memo(__name__, ("layer_bounds", norm, str(device)), compute))
+
+
+def layer_upper_bounds(net: Any, norm: str = "2", *, device: Any = None) -> list[float]:
+    """Each layer's certified global norm (the factors of AutoLip's product): the upper
+    values of `network_layer_bounds` when those were computed, else the same routines
+    without their power-method lower bounds (large convolutions: the Fourier bound alone).
+    Memoised on the network."""
+    if net.memoised(__name__, ("layer_bounds", norm, str(device))):
+        return [b.upper for b in network_layer_bounds(net, norm, device=device)]
+
+    def compute() -> list[float]:
+        shapes = net.shapes()
+        return [layer_upper_bound(layer, shapes[i], norm, device=device)
+                for i, layer in enumerate(net.layers)]
+
+    return list(net.memo(__name__, ("layer_upper_bounds", norm, str(device)), compute))
+
+
+def layer_upper_bound(layer: Layer, in_shape: tuple[int, ...], norm: str, *,
+                      device: Any = None) -> float:
+    """One layer's certified global norm without a power-method lower bound (a large
+    convolution or average pooling in l2: the Fourier bound alone)."""
+    if norm == "2" and isinstance(layer, (Conv2d, AvgPool2d)):
+        weight, stride, padding = _conv_weight(layer, in_shape)
+        # average pooling: every channel is pooled alike, one channel stands for all
+        shape = in_shape if isinstance(layer, Conv2d) else (1, *in_shape[1:])
+        out = Conv2d(weight.numpy(), None, stride, padding).out_shape(shape)
+        if max(int(np.prod(shape)), int(np.prod(out))) > EXACT_SVD_MAX_DIM:
+            return conv_fourier_upper(weight, shape, stride, padding, device=device)[0]
+    return layer_norm_bounds(layer, in_shape, norm, device=device).upper
 
 
 def frobenius_norm(layer: Layer, in_shape: tuple[int, ...]) -> float:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from ..bound import Bound, Domain
 from ..errors import InputError
 from ..network import Network
+from ..numerics.rounding import UNIT_ROUNDOFF
+from ..numerics.spectral import dense_spectral_bounds
 from ..registry import method
-from .linalg import UNIT_ROUNDOFF, dense_spectral_bounds
 
 
 def _norm_upper(P: np.ndarray, Pabs: np.ndarray, inner: int) -> tuple[float, bool]:
@@ -60,8 +60,7 @@ def liplt_value(weights: list[np.ndarray], slopes: list[tuple[float, float]]
 
 @method("liplt", kind="upper", norms=("2",), mlp_only=True, domain="never",
         summary="LipLT: loop-transformed recursion over products of consecutive layers")
-def liplt(net: Network, *, norm: str = "2", domain: Domain | None = None,
-          **options: Any) -> Bound:
+def liplt(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """LipLT: write each activation as its mean slope times the identity plus a residual of
     Lipschitz constant (b - a)/2, unroll the network, and bound each term by the spectral
     norms of products of consecutive layers (exact for linear parts, unlike AutoLip).
@@ -74,8 +73,6 @@ def liplt(net: Network, *, norm: str = "2", domain: Domain | None = None,
     """
     if norm != "2":
         raise InputError(f"liplt bounds the l2 constant only, not norm {norm}")
-    if options:
-        raise InputError(f"liplt has no option {sorted(options)[0]!r}")
     weights, _, acts = net.mlp()
     value, certified, layers = liplt_value(list(weights), [a.slopes for a in acts])
     return Bound("liplt", "upper", value, norm, certified=certified,

@@ -14,7 +14,7 @@ Two refinements keep the bound sound and make it exact in the limit eps -> 0:
   one linear map there, so they are merged into one block (never looser than the product);
   with every unit stable the block is J(x0) itself;
 * every block bound is certified: explicit block matrices get the top eigenvalue of their
-  smaller Gram matrix and a shifted Cholesky certificate (`linalg.certify_spectral_upper`);
+  smaller Gram matrix and a shifted Cholesky certificate (`numerics.spectral`);
   convolutions too large to build densely are kept as sparse matrices (entries = weights)
   and the Gram matrix of R A D on the free inputs (or the active outputs) has its largest
   eigenvalue estimated by Lanczos and proven by a shifted Cholesky factorisation (Rump, BIT
@@ -30,8 +30,6 @@ global-bound radius and attack upper bounds beside it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from collections.abc import Callable
@@ -46,14 +44,11 @@ import torch.nn.functional as F
 from ..bound import Bound, Domain
 from ..errors import InputError, UnsupportedError
 from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network
+from ..numerics.psd import ERR_SAFETY, Gram, certify_gram
+from ..numerics.rounding import UNIT_ROUNDOFF, down, gamma, up
+from ..numerics.spectral import dense_spectral_bounds
 from ..registry import method
-from .linalg import (
-    EXACT_SVD_MAX_DIM,
-    UNIT_ROUNDOFF,
-    conv_fourier_upper,
-    dense_spectral_bounds,
-    layer_norm_bounds,
-)
+from .linalg import layer_norm_bounds, layer_upper_bounds
 
 U = UNIT_ROUNDOFF
 # Block matrices with at most this many entries (free inputs x outputs) are built explicitly;
@@ -65,26 +60,7 @@ DENSE_GRAM_MAX = {"cpu": 2500, "cuda": 20000}
 # Flops allowed for one certificate factorisation (about 3 s on one core); beyond it the
 # layer's certified global norm is used for that block.
 CHOLESKY_FLOP_BUDGET = 3e10
-# Relative slack of successive certificate attempts above the Lanczos estimate.
-CERT_SLACKS = (1e-8, 1e-6, 1e-4, 1e-2, 1.0)
-# Elementwise rounding-error bounds are computed in floating point themselves; inflating them
-# by 1% covers that second-order rounding many times over.
-ERR_SAFETY = 1.01
-SQRT2_UP = math.nextafter(math.sqrt(2.0), math.inf)
-
-
-def _gamma(m: int) -> float:
-    """gamma_m = m u / (1 - m u): relative error bound of an m-term floating-point sum."""
-    return m * U / (1.0 - m * U)
-
-
-def _up(x: float) -> float:
-    """The next float above x: an upper bound on the exact result of one rounded operation."""
-    return math.nextafter(float(x), math.inf)
-
-
-def _down(x: float) -> float:
-    return math.nextafter(float(x), -math.inf)
+U = UNIT_ROUNDOFF
 
 
 # ---------------------------------------------------------------------------- linear layers
@@ -193,7 +169,7 @@ class Anchor:
         others = torch.cat([z[:label] + e[:label], z[label + 1:] + e[label + 1:]])
         hi = float(others.max())
         scale = abs(float(z[label])) + float(e[label]) + abs(hi)
-        return _down(lo - hi - 4 * U * scale)
+        return down(lo - hi - 4 * U * scale)
 
 
 def _device(device: Any) -> torch.device:
@@ -238,7 +214,7 @@ def prepare(net: Network, center: Any, *, device: Any = None, cap: bool = True) 
                 zin = z[None]
                 z = (lin.fwd(zin) + lin.bias)[0]
                 rounding = lin.absfwd(zin.abs())[0] + lin.bias.abs()
-                err = (lin.absfwd(err[None])[0] + _gamma(lin.inner + 2) * rounding) * ERR_SAFETY
+                err = (lin.absfwd(err[None])[0] + gamma(lin.inner + 2) * rounding) * ERR_SAFETY
             elif isinstance(layer, Activation):
                 if layer.name != "relu":
                     raise UnsupportedError(f"layer {i}: local bounds need ReLU activations, "
@@ -266,33 +242,8 @@ def prepare(net: Network, center: Any, *, device: Any = None, cap: bool = True) 
 
 def layer_caps(net: Network, *, device: Any = None) -> list[float]:
     """Each layer's certified global l2 norm, the factors of AutoLip's product (the same
-    numbers: taken from AutoLip's cache when it ran, else computed by the same routines
-    without the power-method lower bounds that AutoLip also reports)."""
-    key = ("layer_bounds", "2", str(device))
-    if key in net._cache:
-        return [b.upper for b in net._cache[key]]
-    if ("local_caps", str(device)) in net._cache:
-        return list(net._cache[("local_caps", str(device))])
-    shapes = net.shapes()
-    caps = []
-    for i, layer in enumerate(net.layers):
-        in_shape = shapes[i]
-        if isinstance(layer, (Conv2d, AvgPool2d)):
-            if isinstance(layer, Conv2d):
-                weight, stride, padding = layer.weight, layer.stride, layer.padding
-                shape = in_shape
-            else:  # every channel is pooled alike
-                kh, kw = layer.kernel
-                weight = np.full((1, 1, kh, kw), 1.0 / (kh * kw))
-                stride, padding, shape = layer.stride, (0, 0), (1, *in_shape[1:])
-            out = Conv2d(weight, None, stride, padding).out_shape(shape)
-            if max(int(np.prod(shape)), int(np.prod(out))) > EXACT_SVD_MAX_DIM:
-                caps.append(conv_fourier_upper(weight, shape, stride, padding,
-                                               device=device)[0])
-                continue
-        caps.append(layer_norm_bounds(layer, in_shape, "2", device=device).upper)
-    net._cache[("local_caps", str(device))] = caps
-    return list(caps)
+    numbers: `linalg.layer_upper_bounds`)."""
+    return layer_upper_bounds(net, "2", device=device)
 
 
 # ---------------------------------------------------------------------------- results
@@ -403,7 +354,7 @@ class _Walk:
 
             local, how, ok = _operator_norm(lin, self.op_free, r, dense_max=self.dense_gram_max,
                                             budget=self.budget, fallback=fallback,
-                                            cache=self.a.net._cache)
+                                            net=self.a.net)
         self.finish(stop, local, how, ok, free_in, unstable)
         self.free = next_free
 
@@ -417,8 +368,8 @@ class _Walk:
         self.blocks.append(BlockBound(self.start, stop, value, local, cap, how, self.eps,
                                       free_in, unstable))
         # a zero factor is exact; otherwise round the products up
-        self.eps = _up(self.eps * value) if value > 0 else 0.0
-        self.total = _up(self.total * value) if value > 0 else 0.0
+        self.eps = up(self.eps * value) if value > 0 else 0.0
+        self.total = up(self.total * value) if value > 0 else 0.0
         self.start = stop
         self.mode, self.cols, self.errs, self.op = "identity", None, None, None
 
@@ -439,7 +390,7 @@ class _Walk:
             else:
                 cols, errs = self.cols, self.errs
             self.cols = lin.fwd(cols)
-            self.errs = lin.absfwd(errs + _gamma(lin.inner + 1) * cols.abs()) * ERR_SAFETY
+            self.errs = lin.absfwd(errs + gamma(lin.inner + 1) * cols.abs()) * ERR_SAFETY
             self.mode = "explicit"
         else:
             free = self.free.reshape(lin.in_shape)
@@ -551,7 +502,7 @@ def maxpool_constant(layer: MaxPool2d, free: torch.Tensor) -> float:
     any_free = free.any(0)
     if not bool(any_free.any()):
         return 0.0
-    return _up(math.sqrt(float(counts[any_free].max())))
+    return up(math.sqrt(float(counts[any_free].max())))
 
 
 def window_counts(layer: MaxPool2d, hw: tuple[int, int], *, device: Any = None
@@ -584,12 +535,12 @@ def _explicit_norm(cols: torch.Tensor, errs: torch.Tensor, r: torch.Tensor | Non
     fro_e = float(torch.linalg.vector_norm(E)) * (1 + (E.numel() + 4) * U)
     fro_m = float(torch.linalg.vector_norm(M)) * (1 + (M.numel() + 4) * U)
     # |fl(r m) - r m| <= u |r m|, and ||.||_2 <= ||.||_F for the error terms
-    value = _up(_up(upper + fro_e) + _up(U * fro_m))
+    value = up(up(upper + fro_e) + up(U * fro_m))
     return value, "explicit:" + how, ok
 
 
 def matrix_norm_upper(M: torch.Tensor) -> tuple[float, str, bool]:
-    """Certified upper bound on ||M||_2 for a dense matrix (`linalg.dense_spectral_bounds`:
+    """Certified upper bound on ||M||_2 for a dense matrix (`numerics.spectral`:
     top eigenpair of the smaller Gram matrix, proven by a shifted Cholesky factorisation)."""
     nb = dense_spectral_bounds(M, device=M.device)
     return nb.upper, nb.how, nb.certified
@@ -597,7 +548,7 @@ def matrix_norm_upper(M: torch.Tensor) -> tuple[float, str, bool]:
 
 def _operator_norm(lin: _Linear, free: torch.Tensor, r: torch.Tensor | None, *,
                    dense_max: int, budget: float, fallback: Callable[[], float],
-                   cache: dict) -> tuple[float, str, bool]:
+                   net: Network) -> tuple[float, str, bool]:
     """Certified ||R A D|| for one linear layer too large to build as a block matrix."""
     if isinstance(lin.layer, Affine):
         W = lin.weight[:, free.reshape(-1)]
@@ -608,9 +559,9 @@ def _operator_norm(lin: _Linear, free: torch.Tensor, r: torch.Tensor | None, *,
             return 0.0, "zero", True
         upper, how, ok = matrix_norm_upper(W)
         fro = float(torch.linalg.vector_norm(W)) * (1 + (W.numel() + 4) * U)
-        return _up(upper + _up(U * fro)), "matrix:" + how, ok
-    gram = _sparse_gram(lin, free, r, cache=cache)
-    value, how = _certify_gram(gram, dense_max=dense_max, budget=budget)
+        return up(upper + up(U * fro)), "matrix:" + how, ok
+    gram = _sparse_gram(lin, free, r, net=net)
+    value, how = certify_gram(gram, dense_max=dense_max, budget=budget)
     if value is None:
         # over budget: ||R A D|| <= ||A||, the layer's certified global norm
         return fallback(), f"global-norm(n={gram.n} over budget)", True
@@ -618,29 +569,19 @@ def _operator_norm(lin: _Linear, free: torch.Tensor, r: torch.Tensor | None, *,
 
 
 # ---------------------------------------------------------------------------- Gram matrices
-@dataclass(frozen=True)
-class _Gram:
-    """The lower triangle of a Gram matrix of R A D (on the free inputs or on the rows with
-    r > 0, whichever factors faster), indexed in (row, column, channel) order, with the length
-    of the dot products that formed its entries."""
-
-    rows: np.ndarray
-    cols: np.ndarray
-    vals: np.ndarray
-    n: int
-    inner: int
-    side: str
-    device: torch.device
 
 
-def _conv_sparse(lin: _Linear, cache: dict) -> Any:
+def _conv_sparse(lin: _Linear, net: Network) -> Any:
     """The matrix of a convolution or average pooling (no bias) as scipy CSR, rows and columns
-    in (row, column, channel) order; entries are the weights themselves (no rounding)."""
+    in (row, column, channel) order; entries are the weights themselves (no rounding).
+    Memoised on the network, per layer."""
+    index = next(i for i, layer in enumerate(net.layers) if layer is lin.layer)
+    return net.memo(__name__, ("sparse", index), lambda: _build_conv_sparse(lin))
+
+
+def _build_conv_sparse(lin: _Linear) -> Any:
     import scipy.sparse as sp
 
-    key = ("local_sparse", id(lin.layer))
-    if key in cache:
-        return cache[key]
     layer = lin.layer
     c, h, w = lin.in_shape
     co, ho, wo = lin.out_shape
@@ -672,7 +613,6 @@ def _conv_sparse(lin: _Linear, cache: dict) -> Any:
             vals.append(tap[ok])
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(co * ho * wo, c * h * w))
-    cache[key] = A
     return A
 
 
@@ -682,12 +622,12 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 
 
 def _sparse_gram(lin: _Linear, free: torch.Tensor, r: torch.Tensor | None, *,
-                 cache: dict) -> _Gram:
+                 net: Network) -> Gram:
     """Gram matrix of M = R A D with A sparse: M^T M on the free inputs or M M^T on the rows
     with r > 0, whichever has the cheaper factorisation (dimension times bandwidth^2)."""
     import scipy.sparse as sp
 
-    A = _conv_sparse(lin, cache)
+    A = _conv_sparse(lin, net)
     free_hwc = _hwc(free)
     if r is None:
         rr = np.ones(A.shape[0])
@@ -709,115 +649,8 @@ def _sparse_gram(lin: _Linear, free: torch.Tensor, r: torch.Tensor | None, *,
     G = (M.T.tocsr() @ M) if side == "inputs" else (M @ M.T.tocsc())
     G = sp.tril(G).tocoo()
     inner = max(c, co) * kh * kw + 2  # terms per entry, plus the rounding of r a
-    return _Gram(G.row.astype(np.int64), G.col.astype(np.int64), G.data.astype(np.float64),
+    return Gram(G.row.astype(np.int64), G.col.astype(np.int64), G.data.astype(np.float64),
                  G.shape[0], inner, side, free.device)
-
-
-def _lambda_estimate(gram: _Gram) -> float:
-    """Largest eigenvalue of the assembled Gram matrix (Lanczos; a dense solve when small)."""
-    import scipy.sparse as sp
-
-    n = gram.n
-    off = gram.rows != gram.cols
-    r = np.concatenate([gram.rows, gram.cols[off]])
-    c = np.concatenate([gram.cols, gram.rows[off]])
-    v = np.concatenate([gram.vals, gram.vals[off]])
-    G = sp.csr_matrix((v, (r, c)), shape=(n, n))
-    if n <= 300:
-        return float(np.linalg.eigvalsh(G.toarray())[-1])
-    from scipy.sparse.linalg import eigsh
-
-    v0 = np.random.default_rng(0).random(n) + 0.5
-    try:
-        return float(eigsh(G, k=1, which="LA", tol=1e-9, v0=v0, maxiter=20 * n)[0][0])
-    except Exception:  # noqa: BLE001 - ARPACK non-convergence: a cruder start value
-        return float(np.abs(G).sum(1).max())
-
-
-def _certify_gram(gram: _Gram, *, dense_max: int, budget: float
-                  ) -> tuple[float | None, str]:
-    """A proven upper bound on ||R A D|| = sqrt(lambda_max(G_exact)), or (None, why) when the
-    factorisation would exceed the flop budget.
-
-    G's computed entries differ from the exact ones by at most gamma_inner (|M|^T |M|)_ij,
-    a perturbation of spectral norm <= gamma_inner tr(G). lambda_max(G) <= t2 is proven by a
-    floating-point Cholesky factorisation of (t2 - c) I - G with the shift c of Rump (BIT
-    2006) covering the factorisation's rounding, plus the diagonal's own rounding.
-    """
-    n = gram.n
-    if n == 0 or not np.any(gram.vals):
-        return 0.0, "zero"
-    diag = np.zeros(n)
-    on = gram.rows == gram.cols
-    diag[gram.rows[on]] = gram.vals[on]
-    trace = float(np.sum(np.abs(diag))) * (1 + (n + 4) * U)
-    bw = int(np.max(gram.rows - gram.cols))
-    dense_cost, band_cost = n ** 3 / 3.0, n * (bw + 1) ** 2
-    use_dense = n <= dense_max and dense_cost <= max(band_cost, 1e8)
-    if min(dense_cost if n <= dense_max else math.inf, band_cost) > budget:
-        return None, "budget"
-    lam = max(_lambda_estimate(gram), 0.0)
-    floor = max(lam, float(diag.max()), 1e-300)
-    err_g = 2.0 * _gamma(gram.inner) * trace * ERR_SAFETY
-
-    def shift(t2: float) -> float:
-        trace_a = max(n * t2 - float(diag.sum()), 0.0)
-        return (err_g + 2.0 * (n + 1) * U * trace_a * ERR_SAFETY
-                + 4.0 * U * (t2 + float(diag.max())) + 1e-300)
-
-    factor = _dense_factor if use_dense else _banded_factor
-    for slack in CERT_SLACKS:
-        t2 = lam * (1 + slack) + err_g
-        for _ in range(2):  # t2 = lam (1 + slack) + shift(t2), a contraction
-            t2 = lam * (1 + slack) + shift(t2)
-        if factor(gram, t2 - shift(t2), bw):
-            return _up(_up(math.sqrt(t2)) * (1 + 2 * U)), (
-                f"gram-{'dense' if use_dense else 'banded'}({gram.side}, n={n}, bw={bw})")
-    # Gershgorin: lambda_max(G) <= max_i sum_j |G_ij|, plus the entries' error
-    absrow = np.zeros(n)
-    np.add.at(absrow, gram.rows, np.abs(gram.vals))
-    np.add.at(absrow, gram.cols[~on], np.abs(gram.vals[~on]))
-    t2 = float(absrow.max()) * (1 + (n + 4) * U) + err_g
-    return _up(_up(math.sqrt(max(t2, floor))) * (1 + 2 * U)), f"gram-gershgorin(n={n})"
-
-
-def _dense_factor(gram: _Gram, d: float, bw: int) -> bool:
-    """Does the floating-point Cholesky factorisation of d I - G succeed?"""
-    dev = gram.device
-    A = torch.zeros((gram.n, gram.n), dtype=torch.float64, device=dev)
-    rows = torch.as_tensor(gram.rows, device=dev)
-    cols = torch.as_tensor(gram.cols, device=dev)
-    vals = torch.as_tensor(gram.vals, device=dev)
-    A[rows, cols] = -vals
-    A[cols, rows] = -vals
-    A.diagonal().add_(d)
-    _, info = torch.linalg.cholesky_ex(A)
-    return int(info) == 0
-
-
-def _banded_factor(gram: _Gram, d: float, bw: int) -> bool:
-    """Banded Cholesky (LAPACK dpbtrf) of d I - G, G given by its lower triangle."""
-    from scipy.linalg import LinAlgError, cholesky_banded
-
-    ab = np.zeros((bw + 1, gram.n))
-    ab[gram.rows - gram.cols, gram.cols] = -gram.vals
-    ab[0] += d
-    try:
-        with _one_blas_thread():
-            cholesky_banded(ab, lower=True, overwrite_ab=True, check_finite=False)
-    except LinAlgError:
-        return False
-    return True
-
-
-def _one_blas_thread():
-    """OpenBLAS's threaded banded Cholesky is up to 50x slower than one thread on a busy
-    machine (measured: n = 4096, bandwidth 559: 7.8 s with 2 threads, 0.1 s with 1)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 # ---------------------------------------------------------------------------- the bound
@@ -861,8 +694,8 @@ def anchored_bound(anchor: Anchor, eps: float, *, merge: bool = True,
         summary="Avant & Morgansen local bound anchored at the centre of an l2 ball")
 def local(net: Network, *, norm: str = "2", domain: Domain | None = None, device: Any = None,
           cap: bool = True, merge: bool = True, explicit_max: int = EXPLICIT_MAX_ELEMENTS,
-          dense_gram_max: int | None = None, cholesky_budget: float = CHOLESKY_FLOP_BUDGET,
-          **options: Any) -> Bound:
+          dense_gram_max: int | None = None, cholesky_budget: float = CHOLESKY_FLOP_BUDGET
+          ) -> Bound:
     """Upper bound on the l2 Lipschitz constant anchored at x0 over the ball B(x0, eps).
 
     Reference: T. Avant and K. A. Morgansen, "Analytical bounds on the local Lipschitz
@@ -891,242 +724,3 @@ def local(net: Network, *, norm: str = "2", domain: Domain | None = None, device
                "device": str(anchor.device), **res.details}
     return Bound("local", "upper", res.value, "2", certified=res.certified,
                  seconds=time.perf_counter() - start, domain=domain, details=details)
-
-
-# ---------------------------------------------------------------------------- radii
-def _certifies(L: float, eps: float, margin: float) -> bool:
-    """Proposition 6: sqrt(2) L eps < margin (rounded so that the exact inequality holds)."""
-    return _up(_up(SQRT2_UP * L) * eps) < margin
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """Certified l2 radii around x0 for one label: with the local and with the global bound."""
-
-    label: int
-    predicted: int
-    margin: float
-    local_radius: float
-    local_bound: float  # L(x0, local_radius)
-    global_radius: float
-    global_bound: float
-    certified: bool
-    evaluations: int
-    seconds: float
-    attacks: dict[str, Any] = field(default_factory=dict)
-    lower: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        from ..bound import to_jsonable
-
-        return to_jsonable({
-            "label": self.label, "predicted": self.predicted, "margin": self.margin,
-            "local": {"radius": self.local_radius, "bound": self.local_bound,
-                      "evaluations": self.evaluations, "seconds": self.seconds},
-            "global": {"radius": self.global_radius, "bound": self.global_bound,
-                       "method": "autolip"},
-            "certified": self.certified, "attacks": self.attacks, "lower": self.lower})
-
-
-def certified_radius(net: Network, center: Any, label: int, *, device: Any = None,
-                     rel_tol: float = 1e-3, max_evaluations: int = 80,
-                     anchor: Anchor | None = None, **bound_options: Any) -> Certificate:
-    """The largest eps (to `rel_tol`) with sqrt(2) L(x0, eps) eps < margin, found by
-    bisection (the bound grows with eps), and the radius margin / (sqrt(2) L_global) of the
-    AutoLip bound. Any radius reported satisfies the inequality with the bound computed at
-    that very radius, so it is certified whatever the bound's monotonicity."""
-    start = time.perf_counter()
-    if net.output_dim < 2:
-        raise InputError("certified radii need a classifier with at least 2 outputs")
-    if not (math.isfinite(rel_tol) and 0 < rel_tol < 1):
-        raise InputError(f"relative tolerance must lie in (0, 1), got {rel_tol}")
-    anchor = anchor or prepare(net, center, device=device, cap=True)
-    if anchor.global_bound is None:
-        raise InputError("certified radii need the global bound: prepare the anchor with caps")
-    if not isinstance(label, (int, np.integer)) or isinstance(label, bool):
-        raise InputError(f"label must be an integer, got {label!r}")
-    label = int(label)
-    margin = anchor.margin(label)
-    predicted = int(np.argmax(anchor.logits))
-    Lg = anchor.global_bound
-    certified = True
-    if margin <= 0:
-        return Certificate(label, predicted, margin, 0.0, math.nan, 0.0, Lg, True, 0,
-                           time.perf_counter() - start)
-    r_global = _down(_down(margin / _up(SQRT2_UP * Lg)) * (1 - 4 * U))
-    evaluations = 0
-    cache: dict[float, float] = {}
-
-    def bound_at(eps: float) -> float:
-        nonlocal evaluations, certified
-        if eps not in cache:
-            res = anchored_bound(anchor, eps, **bound_options)
-            evaluations += 1
-            certified &= res.certified
-            cache[eps] = res.value
-        return cache[eps]
-
-    lo = 0.0
-    if r_global > 0 and _certifies(bound_at(r_global), r_global, margin):
-        lo = r_global
-    # an upper bracket: the bound is at least ||J(x0)||-like near x0, so start there
-    hi = max(2 * lo, r_global, 1e-12)
-    while _certifies(bound_at(hi), hi, margin) and evaluations < max_evaluations:
-        lo, hi = hi, 2 * hi
-    while hi - lo > rel_tol * hi and evaluations < max_evaluations:
-        mid = 0.5 * (lo + hi)
-        if _certifies(bound_at(mid), mid, margin):
-            lo = mid
-        else:
-            hi = mid
-    L_lo = bound_at(lo) if lo > 0 else math.nan
-    return Certificate(label, predicted, margin, lo, L_lo, r_global, Lg, certified,
-                       evaluations, time.perf_counter() - start)
-
-
-def certify(net: Network, center: Any, label: int, *, device: Any = None,
-            rel_tol: float = 1e-3, attack: bool = True, restarts: int = 32, steps: int = 100,
-            lower: bool = True, seed: int = 0) -> Certificate:
-    """`certified_radius` plus what the report shows beside it: PGD and FGSM upper bounds on
-    the minimal adversarial perturbation, and a lower bound on the anchored constant at the
-    certified radius (secants from the centre found by gradient ascent)."""
-    from dataclasses import replace
-
-    from . import attack as attacks
-
-    cert = certified_radius(net, center, label, device=device, rel_tol=rel_tol)
-    extra: dict[str, Any] = {}
-    if attack and cert.margin > 0:
-        start = max(cert.local_radius, 1e-6) * 2
-        pgd = attacks.pgd_min_perturbation(net, center, label, restarts=restarts, steps=steps,
-                                           seed=seed, device=device, start=start)
-        fgsm = attacks.fgsm_l2(net, center, label, device=device)
-        extra = {"pgd": pgd.to_dict(), "fgsm": fgsm.to_dict()}
-    low: dict[str, Any] = {}
-    if lower and cert.local_radius > 0:
-        from ..registry import estimate
-
-        dom = Domain.ball(center, cert.local_radius, anchored=True)
-        b = estimate(net, "gradient-ascent", domain=dom, seed=seed, device=device, restarts=8,
-                     steps=100)
-        low = {"method": "gradient-ascent", "value": b.value, "radius": cert.local_radius}
-    return replace(cert, attacks=extra, lower=low)
-
-
-def sweep(net: Network, center: Any, radii: Any, *, label: int | None = None,
-          lower: tuple[str, ...] = ("random", "gradient-ascent"), device: Any = None,
-          **bound_options: Any) -> list[dict[str, Any]]:
-    """Local bound, global bound and lower bounds on the anchored constant as the radius
-    grows (data for the bound-vs-radius plot; nothing is written). With a label, each row
-    also says whether the radius is certified by Proposition 6."""
-    from ..registry import estimate
-
-    anchor = prepare(net, center, device=device, cap=True)
-    margin = anchor.margin(label) if label is not None else None
-    rows = []
-    for eps in [float(e) for e in np.asarray(radii, dtype=np.float64).reshape(-1)]:
-        t0 = time.perf_counter()
-        res = anchored_bound(anchor, eps, **bound_options)
-        row: dict[str, Any] = {"radius": eps, "local": res.value,
-                               "local_seconds": time.perf_counter() - t0,
-                               "autolip": anchor.global_bound, "certified": res.certified}
-        dom = Domain.ball(anchor.center, eps, anchored=True)
-        for name in lower:
-            row[name] = estimate(net, name, domain=dom).value
-        if margin is not None:
-            row["radius_certified"] = bool(margin > 0 and _certifies(res.value, eps, margin))
-        rows.append(row)
-    return rows
-
-
-# ---------------------------------------------------------------------------- CLI
-def cli_configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("net", help="network file (.npz, .pt/.pth state dict, .nnet, .onnx)")
-    parser.add_argument("--center", default=None,
-                        help="input to certify (.npy, or .npz with 'center'; default: the "
-                        "'center' stored in the network's .npz)")
-    parser.add_argument("--label", type=int, required=True, help="class to certify")
-    parser.add_argument("--tol", type=float, default=1e-3,
-                        help="relative tolerance of the radius bisection (default 1e-3)")
-    parser.add_argument("--restarts", type=int, default=32, help="PGD restarts (default 32)")
-    parser.add_argument("--steps", type=int, default=100, help="PGD steps (default 100)")
-    parser.add_argument("--no-attack", action="store_true", help="skip the attacks")
-    parser.add_argument("--no-lower", action="store_true",
-                        help="skip the lower bound on the anchored constant")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random restarts")
-    parser.add_argument("--device", default=None, help="cpu or cuda")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def cli_run(args: argparse.Namespace) -> int:
-    from ..cli import load_center
-    from ..io import load_problem
-
-    net, extras = load_problem(args.net)
-    if not net.is_relu:
-        names = sorted({a.name for a in net.activations if a.name != "relu"})
-        raise UnsupportedError(f"certify needs a ReLU network, this one has "
-                               f"{', '.join(names)} activations")
-    if args.center is not None:
-        center = load_center(args.center, net.input_dim)
-    elif "center" in extras:
-        center = np.asarray(extras["center"], dtype=np.float64).reshape(-1)
-        if center.size != net.input_dim:
-            raise InputError(f"{args.net}: stored centre has {center.size} entries, the "
-                             f"network input has {net.input_dim}")
-    else:
-        raise InputError(f"{args.net} stores no 'center': give --center FILE")
-    if args.restarts < 1 or args.steps < 1:
-        raise InputError("--restarts and --steps must be at least 1")
-    if args.device is not None and args.device not in ("cpu", "cuda") \
-            and not args.device.startswith("cuda:"):
-        raise InputError(f"--device must be cpu or cuda, got {args.device!r}")
-    if not 0 <= args.label < net.output_dim:
-        raise InputError(f"--label {args.label} is out of range: the network has "
-                         f"{net.output_dim} outputs")
-    if args.seed < 0:
-        raise InputError(f"--seed must be >= 0, got {args.seed}")
-    cert = certify(net, center, args.label, device=args.device, rel_tol=args.tol,
-                   attack=not args.no_attack, restarts=args.restarts, steps=args.steps,
-                   lower=not args.no_lower, seed=args.seed)
-    if args.json:
-        print(json.dumps({"net": args.net, **cert.to_dict()}))
-        return 0
-    print(format_certificate(cert, args.net))
-    return 0
-
-
-def format_certificate(cert: Certificate, name: str = "") -> str:
-    """The human-readable `lipopt certify` report."""
-    head = f"{name}: " if name else ""
-    lines = [f"{head}label {cert.label} (predicted {cert.predicted}), margin {cert.margin:.6g}"]
-    if cert.margin <= 0:
-        lines.append("  the centre is not classified as this label: nothing to certify "
-                     "(radius 0)")
-        return "\n".join(lines)
-    cert_word = "certified" if cert.certified else "NOT certified"
-    lines.append(f"  local radius   {cert.local_radius:.6g}   (anchored bound L = "
-                 f"{cert.local_bound:.6g} at that radius, {cert_word}, "
-                 f"{cert.evaluations} evaluations, {cert.seconds:.3g} s)")
-    lines.append(f"  global radius  {cert.global_radius:.6g}   (AutoLip bound L = "
-                 f"{cert.global_bound:.6g}, certified)")
-    if cert.global_radius > 0:
-        lines.append(f"  local / global radius: {cert.local_radius / cert.global_radius:.3g}x")
-    if cert.lower:
-        lines.append(f"  anchored constant at that radius >= {cert.lower['value']:.6g} "
-                     f"({cert.lower['method']} secant)")
-    for key, title in (("pgd", "PGD"), ("fgsm", "FGSM")):
-        res = cert.attacks.get(key)
-        if res is None:
-            continue
-        if res["radius"] is None or not math.isfinite(float(res["radius"] or math.inf)):
-            lines.append(f"  {title}: no adversarial example found")
-        else:
-            lines.append(f"  {title}: adversarial example at distance {res['radius']:.6g} "
-                         f"(class {res['adversarial_label']})")
-    best = [float(r["radius"]) for r in cert.attacks.values()
-            if r.get("radius") is not None and math.isfinite(float(r["radius"]))]
-    if best:
-        lines.append(f"  the minimal adversarial perturbation lies in "
-                     f"[{cert.local_radius:.6g}, {min(best):.6g}]")
-    return "\n".join(lines)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .linalg import as_tensor
+from ..numerics.spectral import as_tensor
 
 # Patterns per batch: 2^LOW_BITS low-bit patterns are added to one high-bit pattern
 # (measured on 2 cores at n = 20: 2.3 s with 8 or 9, 4.0 s with 6).

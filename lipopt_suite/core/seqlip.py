@@ -19,8 +19,9 @@ import torch
 from ..bound import Bound, Domain
 from ..errors import UnsupportedError
 from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network
+from ..numerics.spectral import dense_spectral_bounds, top_singular
 from ..registry import method
-from .linalg import dense_spectral_bounds, layer_operator, top_singular
+from .linalg import layer_operator
 from .patterns import greedy_pattern_norm, max_pattern_norm
 
 # Widths above this make the exact inner max (2^n vertices) too slow: about 2 s at n = 20
@@ -45,8 +46,7 @@ def _inner_matrices(svds: list, i: int, last: int) -> tuple[np.ndarray, np.ndarr
 @method("seqlip", kind="upper", norms=("2",), mlp_only=True, domain="never",
         summary="SeqLip with the exact inner max over activation patterns (small widths)")
 def seqlip(net: Network, *, norm: str = "2", domain: Domain | None = None,
-           max_width: int = MAX_EXACT_WIDTH, time_limit: float | None = None,
-           **options: Any) -> Bound:
+           max_width: int = MAX_EXACT_WIDTH, time_limit: float | None = None) -> Bound:
     """SeqLip upper bound with each inner maximum over {alpha, beta}^n computed exactly.
 
     Reference: Scaman & Virmaux, NeurIPS 2018 (SeqLip). The inner maximum is enumerated in
@@ -129,7 +129,7 @@ def _svd_certified_value(weights: list[np.ndarray], svds: list, factors: list[fl
 @method("seqlip-greedy", kind="estimate", norms=("2",), domain="never",
         summary="SeqLip with a greedy inner max (conv nets: top singular vectors); no guarantee")
 def seqlip_greedy(net: Network, *, norm: str = "2", domain: Domain | None = None,
-                  top_k: int = 64, device: Any = None, **options: Any) -> Bound:
+                  top_k: int = 64, device: Any = None) -> Bound:
     """Greedy SeqLip: the inner maximum by alternating ascent instead of enumeration.
 
     Reference: Scaman & Virmaux, NeurIPS 2018 (Greedy SeqLip; for CNNs the SVDs are

@@ -10,7 +10,6 @@ harness runs (`lipopt compare --preset NAME`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import shutil
@@ -31,7 +30,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 MANIFEST = "manifest.toml"
-FAMILIES = ("scaman2018", "lipsdp", "exact", "digits", "constrained")
+FAMILIES = ("scaman2018", "lipsdp", "exact", "digits", "constrained", "scaman2018-cnn",
+            "graphs")
 DEFAULT_ROOT = Path("problems")
 REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
 
@@ -325,12 +325,30 @@ def _gen_constrained(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]
 
 
 def _gen_lipcst(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
-    from ..solvers.hypercube import lipcst_instance  # lands with the hypercube method
+    from ..solvers.lipcst import lipcst_instance
 
     net, _graph = lipcst_instance(params["nodes"], p=params.get("p", 0.5),
                                   seed=params.get("seed", 0),
                                   weighted=params.get("weighted", False))
     return net, {}
+
+
+def _gen_scaman_cnn(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .cnn_table import train_scaman_cnn
+
+    t = train_scaman_cnn(params["layers"], seed=params.get("seed", 0))
+    return t.net, t.extras
+
+
+def _gen_graph(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from . import nets, train
+
+    if params["model"] == "digits_resnet":
+        t = train.train_digits_resnet(seed=params.get("seed", 0))
+        return t.net, t.extras
+    if params["model"] == "residual_mlp":
+        return nets.residual_mlp(seed=params.get("seed", 0)), {}
+    return nets.f_w_network(params.get("w", 1.0)), {}
 
 
 def _gen_fixture(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
@@ -341,7 +359,7 @@ GENERATORS: dict[str, Callable[[dict[str, Any]], tuple[Any, dict[str, np.ndarray
     "scaman_mlp": _gen_scaman, "random_mlp": _gen_random_mlp,
     "lipmip_width": _gen_lipmip_width, "lipmip_depth": _gen_lipmip_depth,
     "digits": _gen_digits, "constrained": _gen_constrained, "lipcst": _gen_lipcst,
-    "fixture": _gen_fixture,
+    "scaman_cnn": _gen_scaman_cnn, "graph": _gen_graph, "fixture": _gen_fixture,
 }
 
 DIGITS_RADII = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -411,6 +429,24 @@ def _suite() -> list[Problem]:
             "of growing radius (pixels in [0, 1])", ("2",),
             domain=DomainSpec("ball", DIGITS_RADII, anchored=True),
             generator="digits", params={"model": model, "seed": 0}))
+    from .cnn_table import CNN_CHANNELS, CNN_FAMILY, CNN_LAYERS, CNN_PUBLISHED
+
+    for L in CNN_LAYERS:
+        out.append(Problem(
+            f"scaman_cnn{L}", f"scaman2018-cnn/cnn{L}.npz", CNN_FAMILY,
+            f"{L}-layer ReLU CNN ({CNN_CHANNELS} channels, 3x3) trained on the 8x8 digits, as "
+            "the MNIST CNNs of Scaman & Virmaux 2018; X = 300 test images", ("2",),
+            series=CNN_FAMILY, x=L, published={m: CNN_PUBLISHED[L][m] for m in (
+                "autolip", "seqlip-greedy", "data", "annealing")},
+            generator="scaman_cnn", params={"layers": L, "seed": 0}))
+    for model, what in (("digits_resnet", "a small ResNet (two residual blocks) trained on the "
+                         "8x8 digits, a computation graph; X = 300 test images"),
+                        ("residual_mlp", "a residual ReLU network y + V relu(W y + c) on R^2, "
+                         "two blocks, as a graph"),
+                        ("f_w", "f_w(x) = ln(1 + e^(x/2)) + |x/2 - w sin x|, w = 1: the "
+                         "example of Scaman & Virmaux 2018 (AutoLip 1 + |w|)")):
+        out.append(Problem(model, f"graphs/{model}.npz", "graphs", what, ("2",),
+                           generator="graph", params={"model": model, "seed": 0}))
     for c in ("l2", "linf", "l1", "spectral"):
         from .train import CONSTRAINT_NORM
 
@@ -498,6 +534,9 @@ class Preset:
     description: str
     parts: tuple[Part, ...]
     time_limit: float  # seconds per job
+    # computations that are not jobs, run after them: (file in the results directory,
+    # "module:function" called with that path when the file is missing)
+    after: tuple[tuple[str, str], ...] = ()
 
     def methods_for(self, problem: Problem) -> list[tuple[str, dict[str, Any]]]:
         """(method, options) pairs this preset runs on `problem`, in a stable order."""
@@ -593,6 +632,11 @@ PRESETS: dict[str, Preset] = {
                  ("local", "autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast",
                   "liplt", "random", "gradient-ascent", "clever")),
         ), time_limit=300.0),
+    "scaman2018-cnn": Preset(
+        "scaman2018-cnn", "the CNN table of Scaman & Virmaux 2018 (l2) and its AlexNet row", (
+            Part(("scaman2018-cnn",), ("autolip", "seqlip-greedy", "data", "annealing")),
+        ), time_limit=300.0,
+        after=(("alexnet.json", "lipopt_suite.harness.cnn_table:write_alexnet_row"),)),
     "constrained": Preset(
         "constrained", "Lipschitz-constrained training: bounds vs the guaranteed constant", (
             Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "lipsdp-layer",
@@ -630,15 +674,5 @@ def get_preset(name: str) -> Preset:
 
 
 # --------------------------------------------------------------------------------- CLI
-def cli_configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=str(DEFAULT_ROOT),
-                        help="directory to write the problems and manifest.toml into")
-    parser.add_argument("--only", default=None,
-                        help="comma-separated problem names or families (default: all)")
 
 
-def cli_run(args: argparse.Namespace) -> int:
-    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    written = make_problems(args.out, only=only, echo=print)
-    print(f"{Path(args.out) / MANIFEST}: {len(written)} problems")
-    return 0

@@ -18,7 +18,6 @@ table beside ours.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -28,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .cnn_table import ALEXNET_FILE, cnn_markdown
 from .problems import DESIGN_METHODS, SCAMAN_COLUMNS, SCAMAN_LAYERS, SERIES_AXIS
-from .runner import RECORDS, Store
+from .store import RECORDS, Store
+from .tables import fmt, md_table
 
 QUANTITY_ORDER = {"anchored": 0, "local": 1, "global": 2}
 # Two certified values computed independently in float64 may differ by a few ulps where
@@ -39,6 +40,9 @@ VIOLATION_RTOL = 1e-6
 # values this close (relative) count as equal when ranking: the same constant computed by
 # two exact methods differs by round-off only
 TIE_RTOL = 1e-9
+# a run's bound counts as the reference's own when within this relative distance (seeded
+# methods repeat to round-off; time-limited ones may move)
+REFERENCE_RTOL = 1e-6
 USABLE_STATUS = ("ok", "timeout", "inaccurate")
 REFUSALS = ("InputError", "UnsupportedError", "SolverUnavailableError")
 KNOWN = "(guaranteed)"  # pseudo-method for a bound guaranteed by construction
@@ -240,22 +244,25 @@ def _ranking(groups: Sequence[Group], methods: Sequence[str]) -> dict[str, dict[
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
         ranks, ratios, kinds = [], [], set()
-        failures = runs = 0
+        timeouts = errors = runs = 0
         for g in groups:
             for r in g.rows:
                 if r.method != m or (g.radius is not None and r.radius is None):
                     continue  # a global row repeated in a radius group counts once
                 runs += 1
                 kinds.add(r.kind)
+                # a run stopped by its limit is a timeout even when it kept a proven bound
+                timeouts += r.status == "timeout"
                 if not r.usable:
-                    failures += not r.refused
+                    errors += r.status != "timeout" and not r.refused
                     continue
                 if r.rank is not None:
                     ranks.append(r.rank)
                 if r.ratio is not None and r.ratio > 0:
                     ratios.append(r.ratio)
         out[m] = {
-            "kind": "/".join(sorted(kinds)), "runs": runs, "failures": failures,
+            "kind": "/".join(sorted(kinds)), "runs": runs, "timeouts": timeouts,
+            "errors": errors,
             "mean_rank": sum(ranks) / len(ranks) if ranks else None, "ranked": len(ranks),
             "geomean_ratio": (math.exp(sum(math.log(x) for x in ratios) / len(ratios))
                               if ratios else None),
@@ -264,17 +271,6 @@ def _ranking(groups: Sequence[Group], methods: Sequence[str]) -> dict[str, dict[
 
 
 # ---------------------------------------------------------------------------- formats
-def fmt(v: float | None, digits: int = 4) -> str:
-    if v is None or not math.isfinite(v):
-        return "—" if v is None else str(v)
-    if v == 0 or 1e-3 <= abs(v) < 1e7:
-        text = f"{v:.{digits}g}"
-        if "e" in text:  # .4g writes 12345 as 1.234e+04: print the integer instead
-            text = f"{v:.0f}"
-        return text
-    return f"{v:.3e}"
-
-
 def _cell(r: Row | None) -> str:
     if r is None:
         return ""
@@ -283,12 +279,6 @@ def _cell(r: Row | None) -> str:
             r.status, "error")
     mark = "" if r.certified and r.kind != "estimate" else "*"
     return fmt(r.value) + mark + (" (t)" if r.status == "timeout" else "")
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out
 
 
 def _wide(a: Analysis) -> tuple[list[str], list[list[str]]]:
@@ -315,7 +305,7 @@ def markdown(a: Analysis, title: str) -> str:
               "(r=...) bound the constant over the ball of that radius around the problem's "
               "centre.", "", "## Summary", ""]
     header, rows = _wide(a)
-    lines += _md_table(header, rows)
+    lines += md_table(header, rows)
     lines += ["", "## Per problem", "",
               "Upper bounds ascending, then exact values, lower bounds descending, estimates; "
               "ratio = value / best certified lower (or exact) value of a quantity no larger.",
@@ -334,7 +324,7 @@ def markdown(a: Analysis, title: str) -> str:
             if has_pub:
                 row.append(fmt(r.published) if r.published is not None else "")
             body.append(row)
-        lines += _md_table(head, body) + [""]
+        lines += md_table(head, body) + [""]
     return "\n".join(lines)
 
 
@@ -356,6 +346,22 @@ def _ratio(r: Row | None, ref: Row | None) -> str:
     return fmt(r.value / ref.value, 3) if r and ref and ref.value > 0 else "—"
 
 
+def _glance(g: Group) -> tuple[Row | None, Row | None, Row | None, Row | None]:
+    """(tightest certified upper, exact, best certified lower, AutoLip) of one group."""
+    rows = [r for r in g.rows if not (g.radius is not None and r.radius is None)
+            or r.kind in ("upper", "exact")]
+    up = _best(rows, ("upper",), low=False)
+    ex = _best(rows, ("exact",), low=True)
+    lo = _best(rows, ("lower", "exact"), low=True,
+               max_quantity=up.quantity if up else "global")
+    auto = next((r for r in rows if r.method == "autolip" and r.sound), None)
+    return up, ex, lo, auto
+
+
+def _where(g: Group) -> str:
+    return "global" if g.radius is None else f"r={g.radius:g}"
+
+
 def glance_markdown(a: Analysis, title: str) -> str:
     """One line per problem, norm and domain: the tightest certified upper bound, the exact
     value if known, the best certified lower bound, and how far apart they are."""
@@ -363,25 +369,61 @@ def glance_markdown(a: Analysis, title: str) -> str:
             "best certified lower", "upper / lower", "AutoLip / lower"]
     body = []
     for g in a.groups:
-        rows = [r for r in g.rows if not (g.radius is not None and r.radius is None)
-                or r.kind in ("upper", "exact")]
-        up = _best(rows, ("upper",), low=False)
-        ex = _best(rows, ("exact",), low=True)
-        lo = _best(rows, ("lower", "exact"), low=True,
-                   max_quantity=up.quantity if up else "global")
-        auto = next((r for r in rows if r.method == "autolip" and r.sound), None)
+        up, ex, lo, auto = _glance(g)
         if not (up or lo):
             continue
-        body.append([g.problem, g.norm, "global" if g.radius is None else f"r={g.radius:g}",
-                     _named(up), fmt(ex.value) if ex else "", _named(lo), _ratio(up, lo),
-                     _ratio(auto, lo)])
+        body.append([g.problem, g.norm, _where(g), _named(up), fmt(ex.value) if ex else "",
+                     _named(lo), _ratio(up, lo), _ratio(auto, lo)])
     lines = [f"# {title}: at a glance", "",
              "Per problem: the tightest certified upper bound, the exact constant where an "
              "exact method finished, the best certified lower bound (an exact value counts "
              "as one), and the ratios of the tightest upper bound and of AutoLip to that "
              "lower bound (1 = the constant is pinned down). Every method and time: table.md.",
              ""]
-    return "\n".join(lines + _md_table(head, body)) + "\n"
+    return "\n".join(lines + md_table(head, body)) + "\n"
+
+
+def _change(new: Row | None, old: Row | None, *, upper: bool) -> str:
+    """How a run's bound compares with the reference's: same, tighter or looser."""
+    if new is None and old is None:
+        return ""
+    if old is None:
+        return "new"
+    if new is None:
+        return "missing"
+    if abs(new.value - old.value) <= REFERENCE_RTOL * max(abs(old.value), 1e-300):
+        return "same"
+    better = new.value < old.value if upper else new.value > old.value
+    return f"{'tighter' if better else 'looser'} x{fmt(new.value / old.value, 4)}"
+
+
+def reference_markdown(run: Analysis, ref: Analysis, ref_dir: str) -> str:
+    """A run beside the reference results: per problem, norm and domain, the tightest
+    certified upper and best certified lower bound of each, and how they moved."""
+    ref_groups = {(g.problem, g.norm, g.radius): g for g in ref.groups}
+    head = ["problem", "norm", "domain", "upper (run)", "upper (reference)", "upper",
+            "lower (run)", "lower (reference)", "lower"]
+    body, counts = [], {"same": 0, "tighter": 0, "looser": 0}
+    for g in run.groups:
+        up, _, lo, _ = _glance(g)
+        old = ref_groups.get((g.problem, g.norm, g.radius))
+        oup, _, olo, _ = _glance(old) if old is not None else (None, None, None, None)
+        if not (up or lo or oup or olo):
+            continue
+        cu, cl = _change(up, oup, upper=True), _change(lo, olo, upper=False)
+        for c in (cu, cl):
+            word = c.split(" ")[0]
+            if word in counts:
+                counts[word] += 1
+        body.append([g.problem, g.norm, _where(g), _named(up), _named(oup), cu, _named(lo),
+                     _named(olo), cl])
+    lines = ["# This run beside the reference results", "",
+             f"Reference: {ref_dir} (the committed results of the same preset). Same: within "
+             f"{REFERENCE_RTOL:g} relative; tighter: a lower upper bound or a higher lower "
+             "bound than the reference. "
+             f"{counts['same']} same, {counts['tighter']} tighter, {counts['looser']} looser.",
+             ""]
+    return "\n".join(lines + md_table(head, body)) + "\n"
 
 
 def ranking_markdown(a: Analysis) -> str:
@@ -389,7 +431,10 @@ def ranking_markdown(a: Analysis) -> str:
              "Mean rank: upper bounds ranked ascending among the upper bounds and exact values "
              "of each problem/norm/domain, lower bounds descending among the lower bounds. "
              "Geometric-mean ratio: value / best certified lower (or exact) value (1 is "
-             "tight; above 1 for upper bounds, below 1 for lower bounds).", ""]
+             "tight; above 1 for upper bounds, below 1 for lower bounds). Timeouts: runs "
+             "stopped by their time limit (those that kept a proven bound are still ranked); "
+             "errors: runs that failed otherwise (a method refusing an input it does not "
+             "handle is neither).", ""]
     rows = []
     order = {"upper": 0, "exact": 1, "lower": 2, "estimate": 3}
     ranked = sorted(a.ranking.items(), key=lambda kv: (
@@ -398,9 +443,9 @@ def ranking_markdown(a: Analysis) -> str:
     for m, s in ranked:
         rows.append([m, s["kind"], fmt(s["mean_rank"], 3) if s["mean_rank"] else "—",
                      fmt(s["geomean_ratio"]) if s["geomean_ratio"] else "—",
-                     str(s["runs"]), str(s["failures"])])
-    lines += _md_table(["method", "kind", "mean rank", "geo-mean ratio", "runs",
-                        "failed"], rows)
+                     str(s["runs"]), str(s["timeouts"]), str(s["errors"])])
+    lines += md_table(["method", "kind", "mean rank", "geo-mean ratio", "runs",
+                        "timeouts", "errors"], rows)
     if a.violations:
         lines = [f"**{len(a.violations)} violation(s): see table.md**", ""] + lines
     return "\n".join(lines) + "\n"
@@ -451,7 +496,7 @@ def scaman_markdown(a: Analysis) -> str | None:
         for L in SCAMAN_LAYERS:
             rows.append([str(L)] + [values(L, m) for m in (*SCAMAN_COLUMNS, *extra)])
         heads = list(SCAMAN_HEADERS) + ["Exact (regions)" for _ in extra]
-        return _md_table(["# layers"] + heads, rows)
+        return md_table(["# layers"] + heads, rows)
 
     def ours(L: int, m: str) -> str:
         g = groups.get(L)
@@ -485,7 +530,7 @@ def scaman_markdown(a: Analysis) -> str | None:
                      fmt(pub["seqlip"] / pub["autolip"], 3),
                      fmt(val["seqlip"] / best_low, 3) if best_low and "seqlip" in val else "—",
                      fmt(pub["seqlip"] / max(pub["data"], pub["annealing"], pub["grid"]), 3)])
-    lines += _md_table(["# layers", "Frob./AutoLip", "(published)", "SeqLip/AutoLip",
+    lines += md_table(["# layers", "Frob./AutoLip", "(published)", "SeqLip/AutoLip",
                         "(published)", "SeqLip/best lower", "(published)"], rows)
     return "\n".join(lines) + "\n"
 
@@ -500,11 +545,49 @@ def _figure() -> tuple[Any, Any]:
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def _style(kind: str) -> dict[str, Any]:
-    return {"upper": {"linestyle": "-", "marker": "o"},
-            "exact": {"linestyle": "-", "marker": "s", "linewidth": 2.4, "markersize": 7},
-            "lower": {"linestyle": "--", "marker": "v"},
-            "estimate": {"linestyle": ":", "marker": "x"}}.get(kind, {})
+# One colour and one marker per method, the same in every plot (tab20's 20 colours, then
+# tab20b's for methods not listed); the line style says the kind of bound.
+METHOD_COLOURS = (
+    "frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-neuron", "lipsdp-layer",
+    "eclipse-fast", "liplt", "local", "regions", "hypercube", "mip", "bab", "data", "random",
+    "gradient-ascent", "annealing", "grid", "region-walk", "clever",
+)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p", "d", "8", "H")
+KIND_LINES = {"upper": "-", "exact": "-", "lower": "--", "estimate": ":"}
+
+
+def method_style(method: str, kind: str) -> dict[str, Any]:
+    """Colour, marker and line of a method: fixed per method across every plot."""
+    from matplotlib import colormaps
+
+    if method in METHOD_COLOURS:
+        i = METHOD_COLOURS.index(method)
+        colour = colormaps["tab20"](i % 20)
+    else:
+        i = sum(map(ord, method))  # stable across runs, unlike hash()
+        colour = colormaps["tab20b"](i % 20)
+    style: dict[str, Any] = {"color": colour, "marker": MARKERS[i % len(MARKERS)],
+                             "linestyle": KIND_LINES.get(kind, "-")}
+    if kind == "exact":
+        style.update(linewidth=2.4)
+    return style
+
+
+def _plot_lines(ax: Any, lines: list[tuple[str, str, list[float], list[float]]]) -> None:
+    """Draw (method, kind, xs, ys) lines so that coinciding ones stay visible: each later
+    line gets smaller, hollow-ringed markers on top of the earlier ones."""
+    for order, (m, kind, xs, ys) in enumerate(lines):
+        st = method_style(m, kind)
+        size = max(3.0, 9.0 - 1.5 * order)
+        ax.plot(xs, ys, label=m, markersize=size, zorder=2 + order, alpha=0.9, **st)
+
+
+def _integer_axis(ax: Any, xs: Sequence[float]) -> None:
+    """Ticks at whole numbers only when the axis counts things (layers, nodes)."""
+    if xs and all(float(x).is_integer() for x in xs):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig: Any, ax: Any, path: Path) -> Path:
@@ -540,18 +623,22 @@ def plot_depth(a: Analysis, out: Path) -> list[Path]:
         if len({g.x for g in groups}) < 2:
             continue
         fig, ax = _figure()
+        lines = []
         for m in a.methods:
             pts = sorted((g.x, r.value, r.kind) for g in groups for r in g.rows
                          if r.method == m and r.usable and r.value > 0)
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=m,
-                        **_style(pts[0][2]))
+                lines.append((m, pts[0][2], [p[0] for p in pts], [p[1] for p in pts]))
+        _plot_lines(ax, lines)
         ax.set_yscale("log")
+        _integer_axis(ax, [g.x for g in groups])
         ax.set_xlabel(SERIES_AXIS.get(name, "position in series"))
         ax.set_ylabel(f"Lipschitz bound (l{norm})")
         radii = sorted({g.radius for g in groups if g.radius is not None})
-        where = "" if not radii else f" (local: domain radius {radii[0]:g})"
-        ax.set_title(f"{name}: bounds along the series{where}")
+        where = ("global constant" if not radii
+                 else f"constant over the domain of radius {radii[0]:g}")
+        ax.set_title(f"{name}: every bound on the {where}, along the series "
+                     "(solid upper, dashed lower)", fontsize=9)
         paths.append(_save(fig, ax, out / f"depth_{name}_l{norm}.png"))
     return paths
 
@@ -566,9 +653,9 @@ def plot_time(a: Analysis, out: Path) -> Path | None:
                and not (g.radius is not None and r.radius is None)]
         if pts:
             any_point = True
-            kind = a.ranking[m]["kind"].split("/")[0]
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=m, s=14,
-                       marker=_style(kind).get("marker", "o"))
+            st = method_style(m, a.ranking[m]["kind"].split("/")[0])
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=m, s=16,
+                       marker=st["marker"], color=st["color"])
     if not any_point:
         return None
     ax.set_xscale("log")
@@ -576,12 +663,14 @@ def plot_time(a: Analysis, out: Path) -> Path | None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("seconds")
     ax.set_ylabel("value / best certified lower bound")
-    ax.set_title("tightness vs time")
+    ax.set_title("every bound's ratio to the best certified lower bound of its problem, "
+                 "against its run time", fontsize=9)
     return _save(fig, ax, out / "time.png")
 
 
 def plot_radius(a: Analysis, out: Path) -> list[Path]:
-    """Bound vs domain radius for problems with a radius series; global bounds flat."""
+    """Bound vs domain radius for problems with a radius series; global bounds, where the
+    problem has them, as flat lines."""
     by: dict[tuple[str, str], list[Group]] = {}
     for g in a.groups:
         if g.radius is not None:
@@ -592,53 +681,42 @@ def plot_radius(a: Analysis, out: Path) -> list[Path]:
             continue
         radii = sorted(g.radius for g in groups)
         fig, ax = _figure()
+        lines, flat = [], []
         for m in a.methods:
             pts = sorted((g.radius, r.value, r.kind) for g in groups for r in g.rows
                          if r.method == m and r.usable and r.value > 0 and r.radius is not None)
             glob = [r for r in groups[0].rows if r.method == m and r.usable and r.radius is None
                     and r.value > 0]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=m,
-                        **_style(pts[0][2]))
+                lines.append((m, pts[0][2], [p[0] for p in pts], [p[1] for p in pts]))
             elif glob:
-                ax.plot([radii[0], radii[-1]], [glob[0].value] * 2, label=f"{m} (global)",
-                        linestyle="-.", linewidth=1.0)
+                flat.append((m, glob[0]))
+        _plot_lines(ax, lines)
+        for m, r in flat:
+            st = {**method_style(m, r.kind), "linestyle": "-.", "marker": None}
+            ax.plot([radii[0], radii[-1]], [r.value] * 2, label=f"{m} (global)",
+                    linewidth=1.0, **st)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("radius of the l2 ball around the centre")
         ax.set_ylabel(f"Lipschitz bound (l{norm})")
-        ax.set_title(f"{problem}: local vs global bounds")
+        quantity = sorted({r.quantity for g in groups for r in g.rows if r.radius is not None})
+        what = " and ".join(quantity) if quantity else "local"
+        extra = "; global bounds dash-dotted" if flat else ""
+        ax.set_title(f"{problem}: bounds on the {what} constant against the radius{extra}",
+                     fontsize=9)
         paths.append(_save(fig, ax, out / f"radius_{problem}_l{norm}.png"))
     return paths
 
 
 # ------------------------------------------------------------------------------ write
-def _check_record(rec: Any, where: str) -> None:
-    if not isinstance(rec, dict):
-        raise InputError(f"{where}: a record must be a JSON object")
-    for key in ("key", "problem", "method", "norm"):
-        if not isinstance(rec.get(key), str):
-            raise InputError(f"{where}: field {key!r} missing or not a string")
-    for key in ("kind", "status", "quantity"):
-        if key in rec and not isinstance(rec[key], str):
-            raise InputError(f"{where}: field {key!r} is not a string")
-    v = rec.get("value")
-    if not (v is None or (isinstance(v, int | float) and not isinstance(v, bool))
-            or v in ("inf", "-inf", "nan")):
-        raise InputError(f"{where}: field 'value' is not a number ({v!r})")
-    for key in ("radius", "seconds", "wall"):
-        r = rec.get(key)
-        if not (r is None or (isinstance(r, int | float) and not isinstance(r, bool))):
-            raise InputError(f"{where}: field {key!r} is not a number ({r!r})")
 
 
 def load_results(out: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     out = Path(out)
     if not (out / RECORDS).exists():
         raise InputError(f"{out}: no {RECORDS} (run `lipopt compare --out {out}` first)")
-    # strict: a corrupt line is an error naming it (an unterminated last one, from a
-    # run killed while writing, is skipped; the next `lipopt compare` repairs it)
-    records = Store(out).load(repair=False, check=_check_record)
+    records = Store(out).read()
     problems: dict[str, Any] = {}
     path = out / "problems.json"
     if path.exists():
@@ -652,8 +730,20 @@ def load_results(out: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
     return records, problems
 
 
-def write_report(out: str | Path, *, plots: bool = True) -> list[Path]:
-    """Render every table and plot of a results directory; returns the files written."""
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not valid JSON") from None
+
+
+def write_report(out: str | Path, *, plots: bool = True,
+                 reference: str | Path | None = None) -> list[Path]:
+    """Render every table and plot of a results directory; returns the files written.
+    With `reference` (another results directory, e.g. the committed results of the same
+    preset), reference.md sets this run beside it."""
     out = Path(out)
     records, problems = load_results(out)
     a = analyse(records, problems)
@@ -670,6 +760,15 @@ def write_report(out: str | Path, *, plots: bool = True) -> list[Path]:
                     "rows": [r.__dict__ for r in g.rows]} for g in a.groups]},
         indent=1, default=str) + "\n")
     written += [out / "table.csv", out / "table.json"]
+    if reference is not None and Path(reference).resolve() != out.resolve():
+        ref_records, ref_problems = load_results(reference)
+        text = reference_markdown(a, analyse(ref_records, ref_problems), str(reference))
+        (out / "reference.md").write_text(text)
+        written.append(out / "reference.md")
+    cnn = cnn_markdown(a, alexnet=_read_json(out / ALEXNET_FILE))
+    if cnn:
+        (out / "scaman2018-cnn.md").write_text(cnn)
+        written.append(out / "scaman2018-cnn.md")
     scaman = scaman_markdown(a)
     if scaman:
         (out / "scaman2018.md").write_text(scaman)
@@ -682,12 +781,3 @@ def write_report(out: str | Path, *, plots: bool = True) -> list[Path]:
     return written
 
 
-def cli_configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", help="results directory holding records.jsonl")
-    parser.add_argument("--no-plots", action="store_true", help="tables only")
-
-
-def cli_run(args: argparse.Namespace) -> int:
-    for path in write_report(args.results, plots=not args.no_plots):
-        print(path)
-    return 0

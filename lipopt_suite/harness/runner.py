@@ -14,7 +14,6 @@ scheduler address is given), where each Dask worker drives one such spawned work
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import inspect
@@ -32,12 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bound import Domain, check_norm, to_jsonable
+from ..bound import Domain, check_norm
 from ..errors import InputError
 from .problems import DEFAULT_ROOT, Problem, get_preset, load_manifest
+from .store import RECORDS, Store
 
-RECORDS = "records.jsonl"
-ALL = "all"  # --preset all: every preset in turn, each into results/PRESET
+ALL = "all"  # --preset all: every preset in turn, each into runs/PRESET
+# A run writes (and resumes) runs/PRESET by default; results/PRESET holds the committed
+# reference of the same preset, which the report sets the run beside (reference.md).
+RUNS_DIR = Path("runs")
+REFERENCE_DIR = Path("results")
 START_METHOD = "spawn"  # a fresh interpreter: no inherited thread pools or locks
 # Methods with a time limit of their own get this share of the job's limit, so that they
 # can stop and return their proven bound before the worker is killed.
@@ -389,105 +392,12 @@ def run_dask(jobs: Sequence[Job], limit: float | None, n_workers: int, threads: 
 
 
 # -------------------------------------------------------------------------------- store
-class Store:
-    """records.jsonl in a results directory: append-only, one JSON object per line."""
-
-    def __init__(self, out: str | Path) -> None:
-        self.dir = Path(out)
-        self.path = self.dir / RECORDS
-        self._fd: int | None = None
-        self._lock: Any = None
-
-    def lock(self) -> None:
-        """Hold an exclusive lock on the directory: two runs must not write one store."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - no advisory locks on this platform
-            return
-        self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            self._lock = None
-            raise InputError(f"{self.dir}: another run is writing this results directory"
-                             ) from None
-
-    def load(self, *, repair: bool = True,
-             check: Callable[[Any, str], None] | None = None) -> list[dict[str, Any]]:
-        """Every complete record (first one per key); a torn or corrupt line is dropped and,
-        with `repair`, removed from the file. With `check` (called as check(record,
-        "FILE:LINE"), raising on a bad record) a complete line that is not JSON is an
-        InputError naming it; only an unterminated last line is still skipped."""
-        if not self.path.exists():
-            return []
-        raw = self.path.read_bytes()
-        records: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        clean = True
-        lines = raw.split(b"\n")
-        if lines[-1]:
-            clean = False  # a last line without its newline: the write was cut short
-        for number, line in enumerate(lines[:-1], 1):
-            if check is not None and not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if check is not None:
-                    raise InputError(f"{self.path}:{number}: not a JSON record") from None
-                clean = False
-                continue
-            if check is not None:
-                check(rec, f"{self.path}:{number}")
-            if not isinstance(rec, dict) or "key" not in rec or rec["key"] in seen:
-                clean = False
-                continue
-            seen.add(rec["key"])
-            records.append(rec)
-        if repair and not clean:
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_bytes(b"".join(_line(r) for r in records))
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        return records
-
-    def reset(self) -> None:
-        if self.path.exists():
-            self.path.unlink()
-
-    def append(self, record: dict[str, Any]) -> None:
-        if self._fd is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        data = _line(record)
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._lock is not None:
-            with contextlib.suppress(OSError):
-                (self.dir / ".lock").unlink()  # still held: no other run can be using it
-            self._lock.close()
-            self._lock = None
-
-
-def _line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(to_jsonable(record), sort_keys=True, allow_nan=False) + "\n").encode()
 
 
 def versions() -> dict[str, str]:
     from importlib import metadata
 
-    from .. import __version__
+    from .._version import __version__
 
     out = {"lipopt_suite": __version__, "python": platform.python_version()}
     for name in VERSION_PACKAGES:
@@ -579,18 +489,59 @@ def compare(problems: Sequence[str] | None = None, *, preset: str = "default",
             executor: str = "local", scheduler: str | None = None,
             time_limit: float | None = None, fresh: bool = False, retry_failed: bool = False,
             imports: Sequence[str] = (), progress: bool = True, report: bool = True,
-            echo: Any = None) -> RunSummary:
+            reference: str | Path | None = None, echo: Any = None) -> RunSummary:
     """Run methods x problems and write records (and, with `report`, tables and plots).
 
     Problems are manifest names, families or network files (default: the preset's
-    problems); methods default to the preset's choice per problem. Finished jobs in `out`
-    are skipped unless `fresh`. Every input is checked before the first job starts.
+    problems); methods default to the preset's choice per problem. Records go to `out`
+    (default runs/PRESET); finished jobs there are skipped unless `fresh`. The report sets
+    the run beside `reference` (default results/PRESET, the committed reference, when it
+    exists). Every input is checked before the first job starts.
     """
-    from ..registry import get
-
     start = time.perf_counter()
     say = echo or (lambda msg: None)
     spec = get_preset(preset)
+    settings = _settings(spec, executor, scheduler, time_limit, jobs)
+    norm_list = None if norms is None else [check_norm(n) for n in norms]
+    out = Path(out) if out is not None else RUNS_DIR / preset
+    if reference is None and (REFERENCE_DIR / preset / RECORDS).exists():
+        reference = REFERENCE_DIR / preset
+    imports = tuple(imports)
+    with extra_methods(imports):
+        chosen, planned, skipped = _plan(problems or [], spec, methods, norm_list, root, say)
+        store = Store(out)
+        store.lock()
+        try:
+            todo = _pending(store, out, planned, fresh=fresh, retry_failed=retry_failed)
+            _write_problems(out, chosen)
+            say(f"{len(planned)} jobs ({len(planned) - len(todo)} already done, "
+                f"{len(skipped)} combinations not applicable), {settings.workers} "
+                f"{executor} worker(s), {settings.time_limit:g} s per job -> {out}")
+            _run_jobs(todo, store, settings, imports, progress)
+            _run_after(spec, out, fresh, say)
+            records = store.load(repair=False)
+        finally:
+            store.close()
+    if report:
+        from .report import write_report
+
+        write_report(out, reference=reference)
+    return RunSummary(out, records, len(todo), skipped, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    executor: str
+    scheduler: str | None
+    time_limit: float
+    workers: int
+    threads: int
+
+
+def _settings(spec: Any, executor: str, scheduler: str | None, time_limit: float | None,
+              jobs: int | None) -> _Settings:
+    """The executor, the per-job limit (the preset's by default) and the worker count (one
+    per CPU by default; the CPUs are shared out as threads per worker), all checked."""
     if executor not in ("local", "dask"):
         raise InputError(f"unknown executor {executor!r}: use local or dask")
     if scheduler and executor != "dask":
@@ -605,83 +556,99 @@ def compare(problems: Sequence[str] | None = None, *, preset: str = "default",
     n_workers = n_cpu if jobs is None else int(jobs)
     if n_workers < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
-    threads = max(1, n_cpu // n_workers)
-    norm_list = None if norms is None else [check_norm(n) for n in norms]
-    out = Path(out) if out is not None else Path("results") / preset
-    imports = tuple(imports)
-    with extra_methods(imports):
-        if methods is not None:
-            method_list = [get(m).name for m in methods]  # unknown names: InputError
-            if not method_list:
-                raise InputError("--methods is empty")
-        manifest = load_manifest(root)
-        chosen = _select_problems(problems or [], manifest, spec, norm_list)
-        from .problems import check_files
+    return _Settings(executor, scheduler, float(time_limit), n_workers,
+                     max(1, n_cpu // n_workers))
 
-        loaded = check_files(chosen)
-        missing: set[str] = set()
 
-        def methods_for(p: Problem) -> list[tuple[str, dict[str, Any]]]:
-            if methods is not None:
-                return [(m, {}) for m in method_list]
-            pairs = spec.methods_for(p) or [(m, {}) for m in GENERIC_METHODS]
-            from ..registry import load_all
+def _plan(names: Sequence[str], spec: Any, methods: Sequence[str] | None,
+          norms: list[str] | None, root: str | Path, say: Callable[[str], None]
+          ) -> tuple[list[Problem], list[Job], list[tuple[str, str, str, str]]]:
+    """(problems, jobs, skipped combinations): every problem file loaded and checked, every
+    method name resolved, before anything runs."""
+    from ..registry import get, load_all
 
-            table = load_all()
-            missing.update(m for m, _ in pairs if m not in table)
-            return [(m, o) for m, o in pairs if m in table]
+    method_list = None
+    if methods is not None:
+        method_list = [get(m).name for m in methods]  # unknown names: InputError
+        if not method_list:
+            raise InputError("--methods is empty")
+    manifest = load_manifest(root)
+    chosen = _select_problems(names, manifest, spec, norms)
+    from .problems import check_files
 
-        planned, skipped = plan_jobs(chosen, loaded, methods_for, norm_list)
-        if missing:
-            say(f"not registered here, skipped: {', '.join(sorted(missing))}")
-        store = Store(out)
-        store.lock()
-        try:
-            if fresh:
-                store.reset()
-            done = store.load()
-            if retry_failed:
-                kept = [r for r in done if r.get("status") not in ("error", "timeout")]
-                if len(kept) != len(done):
-                    tmp = Store(out)
-                    tmp.reset()
-                    for r in kept:
-                        tmp.append(r)
-                    tmp.close()
-                done = kept
-            finished = {r["key"] for r in done}
-            todo = [j for j in planned if j.key not in finished]
-            _write_problems(out, chosen)
-            say(f"{len(planned)} jobs ({len(planned) - len(todo)} already done, "
-                f"{len(skipped)} combinations not applicable), {n_workers} "
-                f"{executor} worker(s), {time_limit:g} s per job -> {out}")
-            stamp = {"versions": versions()}
-            bar = _progress(len(todo), progress)
+    loaded = check_files(chosen)
+    missing: set[str] = set()
 
-            def on_result(job: Job, outcome: dict[str, Any], wall: float) -> None:
-                store.append(make_record(job, outcome, wall, time_limit, get(job.method).kind,
-                                         stamp))
-                if bar is not None:
-                    bar.set_postfix_str(f"{job.problem} {job.method}", refresh=False)
-                    bar.update(1)
+    def methods_for(p: Problem) -> list[tuple[str, dict[str, Any]]]:
+        if method_list is not None:
+            return [(m, {}) for m in method_list]
+        pairs = spec.methods_for(p) or [(m, {}) for m in GENERIC_METHODS]
+        table = load_all()
+        missing.update(m for m, _ in pairs if m not in table)
+        return [(m, o) for m, o in pairs if m in table]
 
-            try:
-                if todo and executor == "local":
-                    run_local(todo, time_limit, n_workers, threads, imports, on_result)
-                elif todo:
-                    run_dask(todo, time_limit, n_workers, threads, imports, on_result,
-                             scheduler)
-            finally:
-                if bar is not None:
-                    bar.close()
-            records = store.load(repair=False)
-        finally:
-            store.close()
-    if report:
-        from .report import write_report
+    planned, skipped = plan_jobs(chosen, loaded, methods_for, norms)
+    if missing:
+        say(f"not registered here, skipped: {', '.join(sorted(missing))}")
+    return chosen, planned, skipped
 
-        write_report(out)
-    return RunSummary(out, records, len(todo), skipped, time.perf_counter() - start)
+
+def _pending(store: Store, out: Path, planned: Sequence[Job], *, fresh: bool,
+             retry_failed: bool) -> list[Job]:
+    """The planned jobs with no record yet (all of them with `fresh`; with `retry_failed`
+    the error/timeout records are dropped first)."""
+    if fresh:
+        store.reset()
+    done = store.load()
+    if retry_failed:
+        kept = [r for r in done if r.get("status") not in ("error", "timeout")]
+        if len(kept) != len(done):
+            tmp = Store(out)
+            tmp.reset()
+            for r in kept:
+                tmp.append(r)
+            tmp.close()
+        done = kept
+    finished = {r["key"] for r in done}
+    return [j for j in planned if j.key not in finished]
+
+
+def _run_after(spec: Any, out: Path, fresh: bool, say: Callable[[str], None]) -> None:
+    """The preset's computations that are not jobs, each once per results directory."""
+    for name, target in spec.after:
+        path = out / name
+        if path.exists() and not fresh:
+            continue
+        module, _, function = target.partition(":")
+        say(f"{spec.name}: computing {name}")
+        getattr(importlib.import_module(module), function)(path.parent)
+
+
+def _run_jobs(todo: Sequence[Job], store: Store, settings: _Settings, imports: tuple[str, ...],
+              progress: bool) -> None:
+    """Run the jobs on the chosen executor, appending each record as it arrives."""
+    from ..registry import get
+
+    stamp = {"versions": versions()}
+    bar = _progress(len(todo), progress)
+
+    def on_result(job: Job, outcome: dict[str, Any], wall: float) -> None:
+        store.append(make_record(job, outcome, wall, settings.time_limit,
+                                 get(job.method).kind, stamp))
+        if bar is not None:
+            bar.set_postfix_str(f"{job.problem} {job.method}", refresh=False)
+            bar.update(1)
+
+    try:
+        if todo and settings.executor == "local":
+            run_local(todo, settings.time_limit, settings.workers, settings.threads, imports,
+                      on_result)
+        elif todo:
+            run_dask(todo, settings.time_limit, settings.workers, settings.threads, imports,
+                     on_result, settings.scheduler)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -708,57 +675,5 @@ def _write_problems(out: Path, problems: Sequence[Problem]) -> None:
 
 
 # ---------------------------------------------------------------------------------- CLI
-def cli_configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("problems", nargs="*", metavar="PROBLEM",
-                        help="manifest names, families or network files (default: the "
-                             "preset's problems)")
-    parser.add_argument("--preset", default="default",
-                        help="default, scaman2018, lipsdp, exact, local, constrained, or "
-                             "all (each preset into results/PRESET)")
-    parser.add_argument("--methods", default=None, help="comma-separated method names")
-    parser.add_argument("--norm", default=None, help="comma-separated norms (2, inf, 1)")
-    parser.add_argument("--out", default=None, help="results directory (results/PRESET)")
-    parser.add_argument("--root", default=str(DEFAULT_ROOT),
-                        help="directory holding manifest.toml (default problems/)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default: one per CPU)")
-    parser.add_argument("--executor", default="local", choices=("local", "dask"))
-    parser.add_argument("--scheduler", default=None,
-                        help="Dask scheduler address (default: a LocalCluster)")
-    parser.add_argument("--time-limit", type=float, default=None,
-                        help="seconds per job (default: the preset's)")
-    parser.add_argument("--fresh", action="store_true", help="discard earlier records")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="run again the jobs recorded as error or timeout")
-    parser.add_argument("--import", dest="imports", action="append", default=[],
-                        metavar="MODULE", help="module to import in every worker (extra "
-                                               "methods); repeatable")
-    parser.add_argument("--no-report", action="store_true", help="records only")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def cli_run(args: argparse.Namespace) -> int:
-    from .problems import PRESETS
-
-    def split(text: str | None) -> list[str] | None:
-        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
-
-    if args.preset == ALL:
-        if args.problems or args.methods or args.out:
-            raise InputError("--preset all runs every preset on its own problems into "
-                             "results/PRESET: drop PROBLEM, --methods and --out")
-        presets = list(PRESETS)
-    else:
-        presets = [args.preset]
-    for preset in presets:
-        summary = compare(args.problems, preset=preset, methods=split(args.methods),
-                          norms=split(args.norm), out=args.out, root=args.root,
-                          jobs=args.jobs, executor=args.executor, scheduler=args.scheduler,
-                          time_limit=args.time_limit, fresh=args.fresh,
-                          retry_failed=args.retry_failed, imports=args.imports,
-                          progress=not args.quiet, report=not args.no_report,
-                          echo=lambda m: print(m, file=sys.stderr))
-        failed = sum(1 for r in summary.records if r.get("status") in ("error", "timeout"))
-        print(f"{summary.out}: {len(summary.records)} records ({summary.ran} run now, "
-              f"{failed} error/timeout) in {summary.seconds:.1f} s")
-    return 0

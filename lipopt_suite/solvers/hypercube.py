@@ -4,8 +4,8 @@ f(x) = M2 relu(M1 x + b1) + b2 has Jacobian M2 diag(s) M1 on the linear region o
 activation pattern s in {0,1}^l, so L(f) = max over the patterns whose region is
 full-dimensional of ||M2 diag(s) M1||_2 (Scaman & Virmaux, NeurIPS 2018, Section 3). When M1
 has full row rank every pattern is reachable and this is the maximum of a convex function over
-the hypercube, which is NP-hard in general: the reduction from Max-Cut below (`lipcst_instance`,
-`lipcst_report`, `lipopt lipcst`) shows it on concrete graphs.
+the hypercube, which is NP-hard in general: the reduction from Max-Cut (`solvers.lipcst`,
+`lipopt lipcst`) shows it on concrete graphs.
 
 The search is a depth-first branch-and-bound over partial patterns. A node fixes the first d
 neurons (in decreasing order of ||M2[:, j]|| ||M1[j]||); with t = s - 1/2 on the free ones,
@@ -20,18 +20,16 @@ term is at most min(||A_R|| ||B_R||, sum_j ||a_j|| ||b_j||) / 2, a valid bound p
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..bound import Bound, Domain
 from ..errors import InputError, UnsupportedError
 from ..network import Network
+from ..numerics.polytope import chebyshev_ball
 from ..registry import method
 from .regions import (  # one criterion of full dimension
     FULL_DIM_RADIUS,
@@ -56,12 +54,6 @@ BOUND_MARGIN = 1e-9
 SAMPLES = 2048
 # A neuron whose weight row or output column is this small (relative) is treated as constant.
 ZERO_ROW = 1e-14
-# Max-Cut by brute force and the LIP-CST report are limited to graphs this large.
-MAX_LIPCST_NODES = 22
-# Largest LIP-CST instance built (the network alone, without the brute-force side).
-MAX_INSTANCE_NODES = 2000
-# Integer edge weights of weighted LIP-CST graphs are drawn from 1..MAX_EDGE_WEIGHT.
-MAX_EDGE_WEIGHT = 5
 
 
 @dataclass(frozen=True)
@@ -92,25 +84,6 @@ def two_layer(net: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             + ("" if not acts else f" with {', '.join(sorted({a.name for a in acts}))}")
             + " (use regions, mip or the upper bounds)")
     return np.asarray(weights[0]), np.asarray(biases[0]), np.asarray(weights[1])
-
-
-def chebyshev_ball(G: np.ndarray, h: np.ndarray, cap: float) -> tuple[float, np.ndarray]:
-    """Largest ball (radius <= cap) inside {x : G x <= h}: (radius, centre) by one HiGHS LP.
-    The radius is <= 0 when the set has no interior (-inf if the LP fails)."""
-    from scipy.optimize import linprog
-
-    rows, n = G.shape
-    if rows == 0:
-        return cap, np.zeros(n)
-    norms = np.linalg.norm(G, axis=1)
-    cost = np.zeros(n + 1)
-    cost[-1] = -1.0
-    bounds = [(None, None)] * n + [(None, cap)]
-    res = linprog(cost, A_ub=np.hstack([G, norms[:, None]]), b_ub=h, bounds=bounds,
-                  method="highs")
-    if res.status != 0:
-        return -math.inf, np.zeros(n)
-    return float(res.x[-1]), np.asarray(res.x[:n])
 
 
 def _order(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, int]:
@@ -166,7 +139,8 @@ class _NodeBound:
         return min(centred, math.sqrt(max(quad + self.P[d], 0.0)))
 
 
-def _bits(k: int) -> np.ndarray:
+def bit_patterns(k: int) -> np.ndarray:
+    """Every 0/1 vector of length k, one per row (2^k, k), bit j of row i = bit j of i."""
     idx = np.arange(2**k)
     return ((idx[:, None] >> np.arange(k)) & 1).astype(np.float64)
 
@@ -195,7 +169,7 @@ def _search_all(A: np.ndarray, B: np.ndarray, deadline: float | None
     k = min(l, LEAF_BITS, max(1, int(math.log2(max(LEAF_ELEMENTS // max(m * n, 1), 2)))))
     top = l - k
     bound = _NodeBound(A, B)
-    T = np.einsum("pk,ik,kj->pij", _bits(k), A[:, top:], B[top:])
+    T = np.einsum("pk,ik,kj->pij", bit_patterns(k), A[:, top:], B[top:])
     best, s = greedy_pattern_norm(A, B)
     best_s = np.asarray(s, dtype=np.float64)
     g0 = np.zeros(l)
@@ -214,7 +188,7 @@ def _search_all(A: np.ndarray, B: np.ndarray, deadline: float | None
             val, idx = _block_max(M[None] + T, best)
             if idx >= 0:
                 best = val
-                best_s = np.concatenate([prefix, _bits(k)[idx]])
+                best_s = np.concatenate([prefix, bit_patterns(k)[idx]])
             continue
         outer = np.outer(A[:, d], B[d])
         children = []
@@ -382,7 +356,7 @@ def max_reachable_pattern_norm(M1: np.ndarray, b1: np.ndarray, M2: np.ndarray, *
         summary="exact l2 for one-hidden-layer ReLU nets: branch-and-bound over {0,1}^l")
 def hypercube(net: Network, *, norm: str = "2", domain: Domain | None = None,
               time_limit: float | None = None, max_patterns: int | None = None,
-              max_regions: int = MAX_UNTIMED_REGIONS, **options: Any) -> Bound:
+              max_regions: int = MAX_UNTIMED_REGIONS) -> Bound:
     """Exact global l2 constant of f = M2 relu(M1 x + b1) + b2 over its activation patterns.
 
     Reference: Scaman & Virmaux, "Lipschitz regularity of deep neural networks: analysis and
@@ -424,153 +398,5 @@ def hypercube(net: Network, *, norm: str = "2", domain: Domain | None = None,
 
 
 # ------------------------------------------------------------------------ LIP-CST
-def _check_lipcst(nodes: Any, p: Any, limit: int = MAX_INSTANCE_NODES) -> tuple[int, float]:
-    if isinstance(nodes, bool) or not isinstance(nodes, (int, np.integer)):
-        raise InputError(f"lipcst: --nodes must be an integer, got {nodes!r}")
-    if not 2 <= int(nodes) <= limit:
-        why = (" (Max-Cut is solved by brute force over 2^N cuts)"
-               if limit == MAX_LIPCST_NODES else "")
-        raise InputError(f"lipcst: --nodes must be between 2 and {limit}{why}, got {nodes}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise InputError(f"lipcst: --p must be an edge probability in [0, 1], got {p:g}")
-    return int(nodes), p
 
 
-def lipcst_graph(nodes: int, p: float = 0.5, seed: int = 0, weighted: bool = False):
-    """G(n, p) random graph (networkx); weighted graphs get integer weights 1..5."""
-    import networkx as nx
-
-    nodes, p = _check_lipcst(nodes, p)
-    graph = nx.gnp_random_graph(nodes, p, seed=seed)
-    rng = np.random.default_rng(seed)
-    for u, v in graph.edges():
-        graph[u][v]["weight"] = int(rng.integers(1, MAX_EDGE_WEIGHT + 1)) if weighted else 1
-    return graph
-
-
-def lipcst_network(graph: Any) -> Network:
-    """f(x) = 1^T relu(C x) with C C^T = L + I / (2n), L the weighted graph Laplacian.
-
-    On the region of pattern s the gradient is C^T s, so ||grad||^2 = s^T L s + |s| / (2n):
-    the cut weight of {i : s_i = 1} plus at most 1/2. C is invertible, so every pattern is
-    reachable and L(f)^2 = max-cut(G) + (a perturbation in (0, 1/2]).
-    """
-    import networkx as nx
-
-    n = graph.number_of_nodes()
-    lap = nx.laplacian_matrix(graph, nodelist=sorted(graph.nodes()), weight="weight")
-    A = lap.toarray().astype(np.float64) + np.eye(n) / (2 * n)
-    C = np.linalg.cholesky(A)
-    return Network.from_mlp([C, np.ones((1, n))], [np.zeros(n), np.zeros(1)])
-
-
-def lipcst_instance(nodes: int, p: float = 0.5, seed: int = 0, weighted: bool = False
-                    ) -> tuple[Network, Any]:
-    """The LIP-CST instance of a G(nodes, p) graph: (network, networkx graph)."""
-    graph = lipcst_graph(nodes, p, seed, weighted)
-    return lipcst_network(graph), graph
-
-
-def max_cut(graph: Any) -> tuple[float, np.ndarray]:
-    """Maximum cut weight by brute force over the 2^(n-1) cuts (node n-1 on side 0):
-    (weight, 0/1 side of each node)."""
-    import networkx as nx
-
-    n = graph.number_of_nodes()
-    lap = nx.laplacian_matrix(graph, nodelist=sorted(graph.nodes()), weight="weight").toarray()
-    lap = lap.astype(np.float64)
-    best, best_s = -1.0, np.zeros(n)
-    low = min(n - 1, 16)
-    lo_bits = _bits(low)  # (2^low, low)
-    quad_lo = np.einsum("pi,ij,pj->p", lo_bits, lap[:low, :low], lo_bits)
-    for h in range(2 ** (n - 1 - low)):
-        hb = np.array([(h >> j) & 1 for j in range(n - 1 - low)], dtype=np.float64)
-        s_hi = np.concatenate([hb, [0.0]])
-        hi_idx = slice(low, n)
-        cross = lo_bits @ (lap[:low, hi_idx] @ s_hi)
-        vals = quad_lo + 2 * cross + s_hi @ lap[hi_idx, hi_idx] @ s_hi
-        k = int(np.argmax(vals))
-        if vals[k] > best:
-            best, best_s = float(vals[k]), np.concatenate([lo_bits[k], s_hi])
-    return best, best_s
-
-
-def lipcst_report(nodes: int, p: float = 0.5, seed: int = 0, *, weighted: bool = False,
-                  time_limit: float | None = None) -> dict[str, Any]:
-    """Both sides of the reduction on one graph: Max-Cut by brute force, L(f) by `hypercube`,
-    the check floor(L(f)^2) = max-cut, and LipSDP-Neuron (when registered) with its ratio."""
-    from ..registry import estimate, load_all
-
-    _check_lipcst(nodes, p, MAX_LIPCST_NODES)
-    net, graph = lipcst_instance(nodes, p, seed, weighted)
-    t0 = time.perf_counter()
-    cut, side = max_cut(graph)
-    cut_seconds = time.perf_counter() - t0
-    exact = estimate(net, "hypercube", time_limit=time_limit)
-    L = exact.value
-    report: dict[str, Any] = {
-        "nodes": graph.number_of_nodes(), "p": float(p), "seed": int(seed),
-        "weighted": bool(weighted),
-        "edges": [[int(u), int(v), int(w)] for u, v, w in graph.edges(data="weight")],
-        "max_cut": cut, "cut_side": [int(i) for i in np.nonzero(side)[0]],
-        "max_cut_seconds": cut_seconds,
-        "lipschitz": L, "lipschitz_kind": exact.kind, "lipschitz_squared": L * L,
-        "hypercube_seconds": exact.seconds,
-        "pattern": exact.details["witness"]["pattern"].tolist(),
-        "floor_lipschitz_squared": math.floor(L * L),
-        "check": exact.kind == "exact" and math.floor(L * L) == round(cut),
-    }
-    lipsdp: dict[str, Any] = {"method": "lipsdp-neuron"}
-    if "lipsdp-neuron" not in load_all():
-        lipsdp.update(status="unavailable", message="method lipsdp-neuron is not registered")
-    else:
-        try:
-            b = estimate(net, "lipsdp-neuron", norm="2")
-            lipsdp.update(value=b.value, kind=b.kind, certified=b.certified,
-                          status=b.status, seconds=b.seconds,
-                          ratio=b.value / L if L > 0 else math.nan,
-                          ratio_squared=(b.value / L) ** 2 if L > 0 else math.nan)
-        except InputError as exc:
-            lipsdp.update(status="unavailable", message=str(exc))
-    report["lipsdp"] = lipsdp
-    return report
-
-
-def cli_configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nodes", type=int, required=True, help="number of graph nodes")
-    parser.add_argument("--p", type=float, default=0.5, help="edge probability (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="graph seed (default 0)")
-    parser.add_argument("--weighted", action="store_true",
-                        help=f"integer edge weights 1..{MAX_EDGE_WEIGHT}")
-    parser.add_argument("--time-limit", type=float, default=None,
-                        help="seconds for the exact Lipschitz computation")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def cli_run(args: argparse.Namespace) -> int:
-    from ..bound import to_jsonable
-
-    if args.seed < 0:
-        raise InputError(f"--seed must be >= 0, got {args.seed}")
-    rep = lipcst_report(args.nodes, args.p, args.seed, weighted=args.weighted,
-                        time_limit=args.time_limit)
-    if args.json:
-        print(json.dumps(to_jsonable(rep)))
-        return 0 if rep["check"] else 1
-    edges = ", ".join(f"{u}-{v}" + (f"({w})" if rep["weighted"] else "")
-                      for u, v, w in rep["edges"]) or "none"
-    print(f"graph: G({rep['nodes']}, {rep['p']:g}), seed {rep['seed']}, "
-          f"{len(rep['edges'])} edges: {edges}")
-    print(f"max-cut (brute force): {rep['max_cut']:g}  side {rep['cut_side']}")
-    print(f"L(f) ({rep['lipschitz_kind']}, hypercube): {rep['lipschitz']:.12g}  "
-          f"L(f)^2 = {rep['lipschitz_squared']:.12g}")
-    verdict = "holds" if rep["check"] else "FAILS"
-    print(f"check floor(L(f)^2) = {rep['floor_lipschitz_squared']} = max-cut: {verdict}")
-    sdp = rep["lipsdp"]
-    if "value" in sdp:
-        print(f"LipSDP-Neuron: {sdp['value']:.12g}  ratio to L(f) {sdp['ratio']:.6g} "
-              f"(squared {sdp['ratio_squared']:.6g}), status {sdp['status']}")
-    else:
-        print(f"LipSDP-Neuron: skipped ({sdp['message']})")
-    return 0 if rep["check"] else 1

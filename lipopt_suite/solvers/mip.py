@@ -29,25 +29,22 @@ from typing import Any
 import numpy as np
 
 from ..bound import Bound, Domain
-from ..errors import InputError, SolverUnavailableError, UnsupportedError
+from ..errors import InputError, UnsupportedError
 from ..network import Network
+from ..numerics.polytope import interval_bounds, lp_bounds, region_ball
+from ..quiet import native_silence
 from ..registry import method
-from .hypercube import chebyshev_ball
+from . import backends
 from .regions import FULL_DIM_RADIUS, SLIVER_RADIUS  # one criterion of full dimension
 
-# The solver's relative and absolute optimality gaps, and the agreement required between the
-# recomputed value of its pattern and its proven bound before the answer is called exact
-# (the acceptance tests compare with region enumeration at 1e-6 relative).
-MIP_REL_GAP = 1e-8
-MIP_ABS_GAP = 1e-10
+# The agreement required between the recomputed value of the solver's pattern and its proven
+# bound before the answer is called exact (the acceptance tests compare with region
+# enumeration at 1e-6 relative); the solver's own gaps are backends.backends.MIP_REL_GAP/ABS_GAP.
 EXACT_RTOL = 1e-6
 # Solves after cutting off patterns whose region misses the box (tolerance artefacts).
 MAX_RESOLVES = 5
 # Seconds spent at most on LP-tightening the big-M constants when there is no time limit.
 TIGHTEN_SECONDS = 30.0
-# LP-tightened pre-activation bounds are widened by this much (relative) so that LP solver
-# tolerances never make a neuron look stable when it is not.
-LP_BOUND_SLACK = 1e-7
 # Random points of the box whose Jacobian norms cross-check a solver's "optimal" (at most
 # SAMPLE_ELEMENTS Jacobian entries at once): a point beating the optimum exposes a wrong
 # optimality claim.
@@ -68,119 +65,11 @@ GLOBAL_MARGIN = 2.0
 DEEP_GROWTH = 10.0
 GLOBAL_FALLBACK_RADIUS = 100.0
 MAX_VERTEX_SUBSETS = 200_000
-# Time-limit option of each cvxpy MIP solver.
-TIME_OPTIONS = {"HIGHS": ("time_limit", None), "SCIP": ("scip_params", "limits/time"),
-                "SCIPY": ("scipy_options", "time_limit"), "GUROBI": ("TimeLimit", None),
-                "CBC": ("maximumSeconds", None), "MOSEK": ("mosek_params",
-                                                          "MSK_DPAR_MIO_MAX_TIME"),
-                "CPLEX": ("cplex_params", "timelimit"), "COPT": ("TimeLimit", None),
-                "XPRESS": ("maxtime", None)}
 
 
 # ------------------------------------------------------------------------ bounds
-def interval_bounds(weights: list[np.ndarray], biases: list[np.ndarray], lo: np.ndarray,
-                    hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[l_k, u_k] of each hidden pre-activation over the box [lo, hi] (interval arithmetic)."""
-    out = []
-    a_lo, a_hi = lo, hi
-    for W, b in zip(weights[:-1], biases[:-1]):
-        Wp, Wn = np.clip(W, 0, None), np.clip(W, None, 0)
-        z_lo, z_hi = Wp @ a_lo + Wn @ a_hi + b, Wp @ a_hi + Wn @ a_lo + b
-        out.append((z_lo, z_hi))
-        a_lo, a_hi = np.maximum(z_lo, 0), np.maximum(z_hi, 0)
-    return out
 
 
-def lp_bounds(weights: list[np.ndarray], biases: list[np.ndarray], lo: np.ndarray,
-              hi: np.ndarray, deadline: float | None = None
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Pre-activation bounds tightened by linear programming: each neuron of layer k is
-    minimised and maximised over the box and the triangle relaxation of layers < k (HiGHS,
-    warm-started). Falls back to interval bounds where an LP fails or time runs out."""
-    import highspy
-    from scipy import sparse
-
-    pre = interval_bounds(weights, biases, lo, hi)
-    n = lo.size
-    inf = highspy.kHighsInf
-    for k in range(1, len(weights) - 1):
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-        sizes = [n] + [W.shape[0] for W in weights[:k]]
-        offs = np.concatenate([[0], np.cumsum(sizes)])
-        col_lo, col_hi = [lo], [hi]
-        blocks, r_lo, r_hi = [], [], []
-        for t in range(k):
-            zl, zh = pre[t]
-            W, b = weights[t], biases[t]
-            on, unst = zl >= 0, (zl < 0) & (zh > 0)
-            col_lo.append(np.where(on, zl, 0.0))
-            col_hi.append(np.where(on | unst, zh, 0.0))
-            eye = sparse.identity(W.shape[0], format="csr")
-            prev = (slice(offs[t], offs[t + 1]))
-            for rows, coef, rl, rh in (
-                    (on, 1.0, b, b),  # a = z
-                    (unst, 1.0, b, np.full(b.size, inf)),  # a >= z
-            ):
-                if rows.any():
-                    blocks.append((t, rows, -coef * W, eye, prev))
-                    r_lo.append(rl[rows])
-                    r_hi.append(rh[rows])
-            if unst.any():  # a <= u (z - l) / (u - l)
-                slope = np.where(unst, zh / np.where(unst, zh - zl, 1.0), 0.0)
-                blocks.append((t, unst, -slope[:, None] * W, eye, prev))
-                r_lo.append(np.full(int(unst.sum()), -inf))
-                r_hi.append((slope * (b - zl))[unst])
-        rows_mats = []
-        for t, rows, Wpart, eye, _ in blocks:
-            left = sparse.csr_matrix((int(rows.sum()), offs[t]))
-            right = sparse.csr_matrix((int(rows.sum()), offs[-1] - offs[t + 2]))
-            rows_mats.append(sparse.hstack([left, sparse.csr_matrix(Wpart[rows]),
-                                            eye[rows], right]))
-        A = sparse.vstack(rows_mats).tocsc() if rows_mats else sparse.csc_matrix(
-            (0, offs[-1]))
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = int(offs[-1]), int(A.shape[0])
-        lp.col_cost_ = np.zeros(lp.num_col_)
-        lp.col_lower_, lp.col_upper_ = np.concatenate(col_lo), np.concatenate(col_hi)
-        lp.row_lower_ = np.concatenate(r_lo) if r_lo else np.zeros(0)
-        lp.row_upper_ = np.concatenate(r_hi) if r_hi else np.zeros(0)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = A.indices.astype(np.int32)
-        lp.a_matrix_.value_ = A.data.astype(np.float64)
-        h.passModel(lp)
-        W, b = weights[k], biases[k]
-        last = np.arange(offs[k], offs[k + 1], dtype=np.int32)
-        zl, zh = pre[k][0].copy(), pre[k][1].copy()
-        for j in range(W.shape[0]):
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            h.changeColsCost(last.size, last, W[j])
-            for sense, store in ((highspy.ObjSense.kMinimize, 0), (highspy.ObjSense.kMaximize,
-                                                                   1)):
-                h.changeObjectiveSense(sense)
-                h.run()
-                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    continue
-                val = h.getInfo().objective_function_value + b[j]
-                slack = LP_BOUND_SLACK * (1.0 + abs(val))
-                if store == 0:
-                    zl[j] = max(zl[j], val - slack)
-                else:
-                    zh[j] = min(zh[j], val + slack)
-        pre[k] = (zl, zh)
-        # later layers' interval bounds from the tightened ones
-        a_lo, a_hi = np.maximum(zl, 0), np.maximum(zh, 0)
-        for t in range(k + 1, len(weights) - 1):
-            Wt, bt = weights[t], biases[t]
-            Wp, Wn = np.clip(Wt, 0, None), np.clip(Wt, None, 0)
-            z_lo, z_hi = Wp @ a_lo + Wn @ a_hi + bt, Wp @ a_hi + Wn @ a_lo + bt
-            pre[t] = (np.maximum(pre[t][0], z_lo), np.minimum(pre[t][1], z_hi))
-            a_lo, a_hi = np.maximum(pre[t][0], 0), np.maximum(pre[t][1], 0)
-    return pre
 
 
 def chain(weights: list[np.ndarray], norm: str) -> tuple[list[np.ndarray], list[int]]:
@@ -353,50 +242,6 @@ def build_problem(weights: list[np.ndarray], biases: list[np.ndarray], norm: str
 
 
 # ------------------------------------------------------------------------ solving
-def choose_solver(forced: str | None) -> str:
-    """The MIP solver to use: the forced one (must be installed, usable and MIP-capable),
-    else SCIP when installed, else HiGHS."""
-    from cvxpy.reductions.solvers.defines import INSTALLED_MI_SOLVERS
-
-    from . import backends
-
-    mip_capable = sorted(str(s).upper() for s in INSTALLED_MI_SOLVERS)
-    usable = [s for s in mip_capable if backends.usable(s)]
-    if forced is not None:
-        name = str(forced).strip().upper()
-        if name not in mip_capable:
-            raise SolverUnavailableError(
-                f"mip: solver {forced!r} is not an installed mixed-integer solver; installed: "
-                f"{', '.join(mip_capable) or 'none'}")
-        if name not in usable:
-            raise SolverUnavailableError(
-                f"mip: solver {forced!r} is installed but not usable here (no licence); "
-                f"usable: {', '.join(usable) or 'none'}")
-        return name
-    for name in ("SCIP", "HIGHS"):
-        if name in usable:
-            return name
-    raise SolverUnavailableError(f"mip: neither SCIP nor HiGHS is usable; installed mixed-"
-                                 f"integer solvers: {', '.join(mip_capable) or 'none'}")
-
-
-def solver_options(name: str, time_limit: float | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if name == "HIGHS":
-        # HiGHS's default feasibility tolerances: tightening them to 1e-9 made it report wrong
-        # "optimal" answers on a 2-20-20-2 net over a box of half-width 3.7e3
-        opts.update(mip_rel_gap=MIP_REL_GAP, mip_abs_gap=MIP_ABS_GAP)
-    elif name == "SCIP":
-        opts["scip_params"] = {"limits/gap": MIP_REL_GAP}
-    if time_limit is not None and name in TIME_OPTIONS:
-        key, sub = TIME_OPTIONS[name]
-        if sub is None:
-            opts[key] = float(time_limit)
-        else:
-            opts.setdefault(key, {})[sub] = float(time_limit)
-    return opts
-
-
 @dataclass(frozen=True)
 class Solve:
     status: str  # cvxpy status
@@ -416,10 +261,10 @@ def solve_problem(model: MipModel, solver: str, time_limit: float | None) -> Sol
     if model.cuts:
         problem = cp.Problem(problem.objective, problem.constraints + model.cuts)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), native_silence():
             # an inaccurate status is reported through `status`, not as a warning
             warnings.simplefilter("ignore")
-            problem.solve(solver=solver, **solver_options(solver, time_limit))
+            problem.solve(solver=solver, verbose=False, **backends.mip_options(solver, time_limit))
     except cp.error.SolverError as exc:
         return Solve(f"solver_error: {exc}", None, None, None, None,
                      time.perf_counter() - start)
@@ -437,7 +282,7 @@ def solve_problem(model: MipModel, solver: str, time_limit: float | None) -> Sol
             elif value is None:
                 upper = -dual if status != cp.OPTIMAL else None
     if status == cp.OPTIMAL and upper is None and value is not None:
-        upper = value * (1 + MIP_REL_GAP) + MIP_ABS_GAP
+        upper = value * (1 + backends.MIP_REL_GAP) + backends.MIP_ABS_GAP
     pattern = xval = None
     if value is not None and model.x.value is not None:
         xval = np.asarray(model.x.value, dtype=np.float64)
@@ -457,26 +302,6 @@ def pattern_jacobian(weights: list[np.ndarray], pattern: list[np.ndarray]) -> np
     return J
 
 
-def region_ball(weights: list[np.ndarray], biases: list[np.ndarray],
-                pattern: list[np.ndarray], lo: np.ndarray, hi: np.ndarray
-                ) -> tuple[float, np.ndarray]:
-    """Largest ball inside box and region of `pattern`: (radius, centre); radius <= 0 when
-    they share no interior."""
-    n = lo.size
-    P, q = np.eye(n), np.zeros(n)
-    G, h = [np.eye(n), -np.eye(n)], [hi, -lo]
-    for W, b, s in zip(weights[:-1], biases[:-1], pattern):
-        ZA, Zc = W @ P, W @ q + b
-        sign = np.where(s > 0, 1.0, -1.0)
-        G.append(-sign[:, None] * ZA)
-        h.append(sign * Zc)
-        P, q = s[:, None] * ZA, s * Zc
-    G_all, h_all = np.vstack(G), np.concatenate(h)
-    norms = np.linalg.norm(G_all, axis=1)
-    flat = norms <= 1e-14 * (1 + np.abs(G_all).max())
-    if np.any(h_all[flat] < 0):  # a constant pre-activation on the wrong side
-        return -math.inf, np.zeros(n)
-    return chebyshev_ball(G_all[~flat], h_all[~flat], float(np.max(hi - lo)))
 
 
 def _no_good(model: MipModel, pattern: list[np.ndarray]) -> Any | None:
@@ -517,7 +342,7 @@ def _norm(J: np.ndarray, norm: str) -> float:
         summary="exact l_inf/l_1 by a mixed-integer program (lipMIP), global or over a box")
 def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
         time_limit: float | None = None, solver: str | None = None,
-        global_radius: float | None = None, tighten: bool = True, **options: Any) -> Bound:
+        global_radius: float | None = None, tighten: bool = True) -> Bound:
     """Exact l_inf or l_1 Lipschitz constant of a ReLU MLP by mixed-integer programming.
 
     Reference: Jordan & Dimakis, "Exactly computing the local Lipschitz constant of ReLU
@@ -544,41 +369,16 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
     start = time.perf_counter()
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise InputError(f"mip: time_limit must be positive, got {time_limit}")
-    details: dict[str, Any] = {}
-    proven_box = True
-    if domain is None:
-        if global_radius is not None:
-            if not (math.isfinite(global_radius) and global_radius > 0):
-                raise InputError(f"mip: global_radius must be positive, got {global_radius}")
-            n = weights[0].shape[1]
-            lo, hi, proven_box = -global_radius * np.ones(n), global_radius * np.ones(n), False
-        else:
-            lo, hi, proven_box = global_box(net)
-        details["box"] = {"lower": float(lo.min()), "upper": float(hi.max())}
-        if not proven_box:
-            details["warning"] = (
-                f"global constant computed over the box [{lo.min():g}, {hi.max():g}]^n; it "
-                "equals the global constant only if every linear region meets this box (not "
-                "verified for this network): it is reported as a lower bound")
-    else:
-        lo, hi = domain.lower.ravel(), domain.upper.ravel()
-    name = choose_solver(solver)
+    lo, hi, proven_box, details = _search_box(net, domain, global_radius)
+    name = backends.mip_solver(solver)
     n_in = weights[0].shape[1]
     if time_limit is None and n_in > MAX_UNTIMED_INPUTS:
         raise UnsupportedError(
             f"mip: {n_in} inputs exceed the {MAX_UNTIMED_INPUTS} solved without a time limit "
             "(the solve time of such programs is unpredictable, hours or more): pass "
             "time_limit=S (--time-limit) for an anytime answer, the proven bound on time-out")
-    pre = None
-    # relu is positively homogeneous: the forward pass over the box divided by `unit` (biases
-    # too) has the same activation patterns, and its big-M constants are O(1) on large boxes
-    unit = max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
-    biases_u = [b / unit for b in biases]
-    if tighten:
-        # at most a fifth of the time limit goes to tightening the big-M constants
-        budget = TIGHTEN_SECONDS if time_limit is None else time_limit / 5
-        pre = lp_bounds(weights, biases_u, lo / unit, hi / unit, start + budget)
-    model = build_problem(weights, biases_u, norm, lo / unit, hi / unit, pre)
+    model = _scaled_model(weights, biases, norm, lo, hi, tighten=tighten, start=start,
+                          time_limit=time_limit)
     details.update(solver=name, binaries=model.binaries,
                    unstable=[int(np.sum(s == -1)) for s in model.states])
     if time_limit is None and model.binaries > MAX_UNTIMED_BINARIES:
@@ -587,85 +387,160 @@ def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,
             "without a time limit (the solve time grows exponentially with them): pass "
             "time_limit=S (--time-limit) for an anytime answer, the proven bound on time-out, "
             "or a smaller box")
-    scale = 1.0 + float(np.max(np.abs(np.concatenate([lo, hi]))))
-    eps, floor = FULL_DIM_RADIUS * scale, SLIVER_RADIUS * scale
-    sliver = -math.inf  # largest norm of a pattern cut off as too thin to resolve
-    best_val, best_x, best_pattern = -math.inf, None, None
-    upper = model.interval_bound
-    status, solves, rejected = "none", 0, 0
-    exact = False
-    while True:
-        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
-        if remaining is not None and remaining <= 0:
-            status = "user_limit"
-            break
-        sol = solve_problem(model, name, remaining)
-        solves += 1
-        status = sol.status
-        if sol.upper is not None:
-            upper = min(upper, sol.upper * (1 + BOUND_MARGIN))
-        if sol.pattern is None:
-            break
-        radius, centre = region_ball(weights, biases, sol.pattern, lo, hi)
-        if radius > eps:
-            val = _norm(pattern_jacobian(weights, sol.pattern), norm)
-            if val > best_val:
-                best_val, best_x, best_pattern = val, centre, sol.pattern
-            exact = status == "optimal" and val >= upper * (1 - EXACT_RTOL) - MIP_ABS_GAP
-            break
-        # the solver's pattern has no full-dimensional region in the box: cut it off
-        if radius > floor:  # ... or one too thin to resolve: remember its slope
-            sliver = max(sliver, _norm(pattern_jacobian(weights, sol.pattern), norm))
-        rejected += 1
-        cut = _no_good(model, sol.pattern)
-        if cut is None or solves > MAX_RESOLVES:
-            break
-        model.cuts.append(cut)
-    if exact:
-        # cross-check the optimality claim against random points of the box
-        widest = max(W.shape[0] for W in weights)
-        count = max(1, min(SAMPLES, SAMPLE_ELEMENTS // (widest * weights[0].shape[1])))
-        X = lo + (hi - lo) * np.random.default_rng(0).random((count, lo.size))
-        sampled = sampled_norms(weights, biases, X, norm)
-        k = int(np.argmax(sampled))
-        if sampled[k] > best_val * (1 + EXACT_RTOL) + MIP_ABS_GAP:
-            exact = False
-            status = "inaccurate"
-            upper = model.interval_bound
-            details["message"] = (f"the solver's optimum {best_val:.9g} is beaten by a sampled "
-                                  f"point ({sampled[k]:.9g}); its optimality claim is not "
-                                  "trusted and the interval bound is reported")
-            best_val, best_x, best_pattern = float(sampled[k]), X[k], None
-    # a region too thin to resolve was cut off: the constant is at most max(upper, its slope)
-    upper = max(upper, sliver)
-    if exact and sliver > best_val * (1 + EXACT_RTOL) + MIP_ABS_GAP:
-        exact = False
-        status = "inaccurate"
-        details["message"] = (f"a region too thin to resolve (relative width < "
-                              f"{FULL_DIM_RADIUS:g}) has slope {sliver:.9g}: not proven exact")
-    details.update(status=status, solves=solves, rejected_patterns=rejected,
+    inc = _solve_verified(model, weights, biases, norm, lo, hi, name, start, time_limit)
+    if inc.exact:
+        _cross_check(inc, model, weights, biases, norm, lo, hi, details)
+    _account_for_slivers(inc, details)
+    details.update(status=inc.status, solves=inc.solves, rejected_patterns=inc.rejected,
                    interval_bound=model.interval_bound)
-    if best_x is not None:
-        details["witness"] = {"x": best_x}
-        if best_pattern is not None:
-            details["witness"]["pattern"] = [p.astype(int) for p in best_pattern]
-        details["incumbent"] = best_val
-    timeout = status == "user_limit" or (time_limit is not None
-                                         and time.perf_counter() - start >= time_limit)
+    if inc.x is not None:
+        details["witness"] = {"x": inc.x}
+        if inc.pattern is not None:
+            details["witness"]["pattern"] = [p.astype(int) for p in inc.pattern]
+        details["incumbent"] = inc.value
+    timeout = inc.status == "user_limit" or (time_limit is not None
+                                             and time.perf_counter() - start >= time_limit)
+    seconds = time.perf_counter() - start
     if not proven_box:
         # over a box that may miss regions, the box's constant (or its proven bound) says
         # nothing above the global constant; the best region found is a certified lower
         # bound on it (its Jacobian is attained inside a full-dimensional region)
-        details["box_upper_bound"] = max(upper, best_val)
-        details["exact_over_box"] = bool(exact)
-        found = best_x is not None and math.isfinite(best_val)
-        return Bound("mip", "lower", best_val if found else 0.0, norm, certified=found,
-                     status="ok" if exact else ("timeout" if timeout else "inaccurate"),
-                     seconds=time.perf_counter() - start, domain=domain, details=details)
-    if exact:
-        return Bound("mip", "exact", best_val, norm, certified=True,
-                     seconds=time.perf_counter() - start, domain=domain, details=details)
-    upper = max(upper, best_val)
-    return Bound("mip", "upper", upper, norm, certified=True,
-                 status="timeout" if timeout else "inaccurate",
-                 seconds=time.perf_counter() - start, domain=domain, details=details)
+        details["reason"] = (f"box did not cover every region: the program ran over "
+                             f"[{lo.min():g}, {hi.max():g}]^n, which is not proven to meet "
+                             "every linear region; its best region is a lower bound")
+        details["box_upper_bound"] = max(inc.upper, inc.value)
+        details["exact_over_box"] = bool(inc.exact)
+        found = inc.x is not None and math.isfinite(inc.value)
+        return Bound("mip", "lower", inc.value if found else 0.0, norm, certified=found,
+                     status="ok" if inc.exact else ("timeout" if timeout else "inaccurate"),
+                     seconds=seconds, domain=domain, details=details)
+    if inc.exact:
+        return Bound("mip", "exact", inc.value, norm, certified=True, seconds=seconds,
+                     domain=domain, details=details)
+    return Bound("mip", "upper", max(inc.upper, inc.value), norm, certified=True,
+                 status="timeout" if timeout else "inaccurate", seconds=seconds,
+                 domain=domain, details=details)
+
+
+def _search_box(net: Network, domain: Domain | None, global_radius: float | None
+                ) -> tuple[np.ndarray, np.ndarray, bool, dict[str, Any]]:
+    """(lo, hi, proven, details): the box the program runs over. A domain's own box; for
+    the global constant `global_radius` or the default `global_box`, `proven` saying
+    whether every linear region is known to meet it."""
+    details: dict[str, Any] = {}
+    if domain is not None:
+        return domain.lower.ravel(), domain.upper.ravel(), True, details
+    if global_radius is not None:
+        if not (math.isfinite(global_radius) and global_radius > 0):
+            raise InputError(f"mip: global_radius must be positive, got {global_radius}")
+        n = net.input_dim
+        lo, hi, proven = -global_radius * np.ones(n), global_radius * np.ones(n), False
+    else:
+        lo, hi, proven = global_box(net)
+    details["box"] = {"lower": float(lo.min()), "upper": float(hi.max())}
+    if not proven:
+        details["warning"] = (
+            f"global constant computed over the box [{lo.min():g}, {hi.max():g}]^n; it "
+            "equals the global constant only if every linear region meets this box (not "
+            "verified for this network): it is reported as a lower bound")
+    return lo, hi, proven, details
+
+
+def _scaled_model(weights: list[np.ndarray], biases: list[np.ndarray], norm: str,
+                  lo: np.ndarray, hi: np.ndarray, *, tighten: bool, start: float,
+                  time_limit: float | None) -> MipModel:
+    """The program over [lo, hi], built on the box divided by its largest |coordinate|.
+
+    relu is positively homogeneous: the forward pass over the box divided by `unit` (biases
+    too) has the same activation patterns, and its big-M constants are O(1) on large boxes.
+    With `tighten`, at most a fifth of the time limit goes to LP-tightening them."""
+    unit = max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
+    biases_u = [b / unit for b in biases]
+    pre = None
+    if tighten:
+        budget = TIGHTEN_SECONDS if time_limit is None else time_limit / 5
+        pre = lp_bounds(weights, biases_u, lo / unit, hi / unit, start + budget)
+    return build_problem(weights, biases_u, norm, lo / unit, hi / unit, pre)
+
+
+@dataclass
+class _Incumbent:
+    """The best verified region so far and the proven bound, as the solve loop leaves them."""
+
+    upper: float
+    value: float = -math.inf
+    x: np.ndarray | None = None
+    pattern: list[np.ndarray] | None = None
+    sliver: float = -math.inf  # largest norm of a pattern cut off as too thin to resolve
+    exact: bool = False
+    status: str = "none"
+    solves: int = 0
+    rejected: int = 0
+
+
+def _solve_verified(model: MipModel, weights: list[np.ndarray], biases: list[np.ndarray],
+                    norm: str, lo: np.ndarray, hi: np.ndarray, name: str, start: float,
+                    time_limit: float | None) -> _Incumbent:
+    """Solve, then verify the solver's pattern: its region must hold a ball inside the box
+    (the witness), and its Jacobian's norm is recomputed in float64. A pattern with no such
+    region (a tolerance artefact) is cut off and the program solved again."""
+    scale = 1.0 + float(np.max(np.abs(np.concatenate([lo, hi]))))
+    eps, floor = FULL_DIM_RADIUS * scale, SLIVER_RADIUS * scale
+    inc = _Incumbent(upper=model.interval_bound)
+    while True:
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
+            inc.status = "user_limit"
+            return inc
+        sol = solve_problem(model, name, remaining)
+        inc.solves += 1
+        inc.status = sol.status
+        if sol.upper is not None:
+            inc.upper = min(inc.upper, sol.upper * (1 + BOUND_MARGIN))
+        if sol.pattern is None:
+            return inc
+        radius, centre = region_ball(weights, biases, sol.pattern, lo, hi)
+        if radius > eps:
+            val = _norm(pattern_jacobian(weights, sol.pattern), norm)
+            if val > inc.value:
+                inc.value, inc.x, inc.pattern = val, centre, sol.pattern
+            inc.exact = (sol.status == "optimal"
+                         and val >= inc.upper * (1 - EXACT_RTOL) - backends.MIP_ABS_GAP)
+            return inc
+        # the solver's pattern has no full-dimensional region in the box: cut it off
+        if radius > floor:  # ... or one too thin to resolve: remember its slope
+            inc.sliver = max(inc.sliver, _norm(pattern_jacobian(weights, sol.pattern), norm))
+        inc.rejected += 1
+        cut = _no_good(model, sol.pattern)
+        if cut is None or inc.solves > MAX_RESOLVES:
+            return inc
+        model.cuts.append(cut)
+
+
+def _cross_check(inc: _Incumbent, model: MipModel, weights: list[np.ndarray],
+                 biases: list[np.ndarray], norm: str, lo: np.ndarray, hi: np.ndarray,
+                 details: dict[str, Any]) -> None:
+    """Check an optimality claim against random points of the box: one that beats the
+    optimum withdraws the claim (the interval bound is reported instead)."""
+    widest = max(W.shape[0] for W in weights)
+    count = max(1, min(SAMPLES, SAMPLE_ELEMENTS // (widest * weights[0].shape[1])))
+    X = lo + (hi - lo) * np.random.default_rng(0).random((count, lo.size))
+    sampled = sampled_norms(weights, biases, X, norm)
+    k = int(np.argmax(sampled))
+    if sampled[k] > inc.value * (1 + EXACT_RTOL) + backends.MIP_ABS_GAP:
+        details["message"] = (f"the solver's optimum {inc.value:.9g} is beaten by a sampled "
+                              f"point ({sampled[k]:.9g}); its optimality claim is not "
+                              "trusted and the interval bound is reported")
+        inc.exact, inc.status, inc.upper = False, "inaccurate", model.interval_bound
+        inc.value, inc.x, inc.pattern = float(sampled[k]), X[k], None
+
+
+def _account_for_slivers(inc: _Incumbent, details: dict[str, Any]) -> None:
+    """A region too thin to resolve was cut off: the constant is at most max(upper, its
+    slope), and an optimum below that slope is not exact."""
+    inc.upper = max(inc.upper, inc.sliver)
+    if inc.exact and inc.sliver > inc.value * (1 + EXACT_RTOL) + backends.MIP_ABS_GAP:
+        inc.exact, inc.status = False, "inaccurate"
+        details["message"] = (f"a region too thin to resolve (relative width < "
+                              f"{FULL_DIM_RADIUS:g}) has slope {inc.sliver:.9g}: not proven "
+                              "exact")

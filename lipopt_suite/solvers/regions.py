@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..bound import Bound, Domain
 from ..errors import UnsupportedError
 from ..network import Network
+from ..quiet import native_silence
 from ..registry import method
 
 MAX_INPUT_DIM = 6
@@ -68,8 +68,9 @@ class _LP:
         import highspy
 
         self.n = n
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
+        with native_silence():  # highspy >= 1.16 prints a banner on construction
+            self.highs = highspy.Highs()
+            self.highs.setOptionValue("output_flag", False)
         inf = highspy.kHighsInf
         self.inf = inf
         self.optimal = highspy.HighsModelStatus.kOptimal
@@ -212,8 +213,7 @@ def region_norms(regions: list[Region], norm: str) -> np.ndarray:
         summary="exact: max ||J|| over every full-dimensional linear region (tiny nets)")
 def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
             max_regions: int = MAX_REGIONS, time_limit: float | None = None,
-            max_input_dim: int = MAX_INPUT_DIM, max_hidden_units: int = MAX_HIDDEN_UNITS,
-            **options: Any) -> Bound:
+            max_input_dim: int = MAX_INPUT_DIM, max_hidden_units: int = MAX_HIDDEN_UNITS) -> Bound:
     """Exact constant of a small ReLU/leaky-ReLU MLP, globally or over a box.
 
     Reference: the linear-region view of piecewise-linear networks (e.g. Avant & Morgansen,
@@ -228,13 +228,11 @@ def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
     if domain is not None:
         lo, hi = domain.lower.ravel(), domain.upper.ravel()
     key = ("regions", None if lo is None else (tuple(lo), tuple(hi)))
-    rs = net._cache.get(key)
-    if rs is None:
-        rs = enumerate_regions(net, lower=lo, upper=hi, max_regions=max_regions,
-                               time_limit=time_limit, max_input_dim=max_input_dim,
-                               max_hidden_units=max_hidden_units)
-        if rs.complete:  # the same regions serve every norm
-            net._cache[key] = rs
+    # a complete enumeration serves every norm; an incomplete one is not kept
+    rs = net.memo(__name__, key, lambda: enumerate_regions(
+        net, lower=lo, upper=hi, max_regions=max_regions, time_limit=time_limit,
+        max_input_dim=max_input_dim, max_hidden_units=max_hidden_units),
+        keep=lambda r: r.complete)
     norms = region_norms(rs.regions, norm)
     k = int(np.argmax(norms)) if len(norms) else -1
     value = float(norms[k]) if k >= 0 else 0.0

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from lipopt_suite.apps.certify import certified_radius
 from lipopt_suite.core import attack
-from lipopt_suite.core.local import certified_radius
 from lipopt_suite.errors import InputError
 from lipopt_suite.harness.nets import random_mlp
 from lipopt_suite.network import Affine, Network

@@ -12,7 +12,7 @@ from lipopt_suite.core.eclipse import eclipse_point
 from lipopt_suite.errors import UnsupportedError
 from lipopt_suite.harness.nets import random_mlp
 from lipopt_suite.io import load
-from lipopt_suite.solvers.lipsdp import certify_multipliers, network_data
+from lipopt_suite.numerics.lmi import certify_multipliers, network_data
 
 from .sandwich import check_between_ascent_and_autolip, check_between_exact_and_autolip
 

@@ -10,7 +10,7 @@ import pytest
 
 from lipopt_suite.cli import main
 from lipopt_suite.harness.report import analyse, write_report
-from lipopt_suite.harness.runner import Store
+from lipopt_suite.harness.store import Store
 
 
 def rec(method: str, kind: str, value: float | None, *, problem: str = "p", norm: str = "2",
@@ -180,3 +180,51 @@ def test_an_unterminated_last_record_is_skipped_and_problems_json_checked(tmp_pa
     (tmp_path / "problems.json").write_text("[1, 2]")
     assert main(["report", str(tmp_path), "--no-plots"]) == 2
     assert "problems.json" in capsys.readouterr().err
+
+
+def test_ranking_counts_timeouts_and_errors_but_not_refusals(tmp_path: Path) -> None:
+    records = [rec("regions", "lower", 1.0, problem="a", status="timeout"),
+               rec("regions", "exact", None, problem="b", status="timeout"),
+               rec("regions", "exact", None, problem="c", status="error"),
+               rec("regions", "exact", None, problem="d", status="error",
+                   details={"error_type": "UnsupportedError"}),
+               rec("autolip", "upper", 2.0, problem="a")]
+    rank = analyse(records).ranking["regions"]
+    assert (rank["runs"], rank["timeouts"], rank["errors"]) == (4, 2, 1)
+    store = Store(tmp_path)
+    for r in records:
+        store.append(r)
+    store.close()
+    write_report(tmp_path, plots=False)
+    line = next(x for x in (tmp_path / "ranking.md").read_text().splitlines()
+                if x.startswith("| regions"))
+    assert line.rstrip("| ").endswith("| 4 | 2 | 1")
+
+
+def test_every_method_has_its_own_colour_and_marker_in_every_plot() -> None:
+    from lipopt_suite.harness.report import method_style
+    from lipopt_suite.registry import methods
+
+    names = [m.name for m in methods()] + ["bab", "region-walk"]
+    styles = {n: method_style(n, "upper") for n in names}
+    pairs = {(tuple(s["color"]), s["marker"]) for s in styles.values()}
+    assert len(pairs) == len(set(names))
+    assert len({tuple(s["color"]) for s in styles.values()}) >= min(len(set(names)), 20)
+    # the same method keeps its colour and marker whatever its kind or plot
+    assert method_style("autolip", "upper")["color"] == method_style("autolip", "lower")[
+        "color"]
+
+
+def test_reference_md_sets_a_run_beside_the_reference(tmp_path: Path) -> None:
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    for where, up, low in ((ref, 4.0, 1.0), (run, 3.0, 1.0)):
+        store = Store(where)
+        store.append(rec("autolip", "upper", up))
+        store.append(rec("grid", "lower", low))
+        store.close()
+    written = {p.name for p in write_report(run, plots=False, reference=ref)}
+    assert "reference.md" in written
+    text = (run / "reference.md").read_text()
+    row = next(x for x in text.splitlines() if x.startswith("| p |"))
+    assert "tighter x0.75" in row and "| same" in row
+    assert "1 same, 1 tighter, 0 looser" in text

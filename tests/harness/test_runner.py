@@ -15,7 +15,8 @@ import pytest
 from lipopt_suite.cli import main
 from lipopt_suite.errors import InputError
 from lipopt_suite.harness.problems import load_manifest
-from lipopt_suite.harness.runner import Store, compare, plan_jobs
+from lipopt_suite.harness.runner import compare, plan_jobs
+from lipopt_suite.harness.store import Store
 from lipopt_suite.registry import METHODS
 
 from .conftest import FAULTY, make_suite
@@ -215,3 +216,17 @@ def test_compare_function_raises_input_error(suite: Path, tmp_path: Path) -> Non
         compare(root=suite, out=tmp_path, methods=["autolip"], time_limit=-1)
     with pytest.raises(InputError, match="executor"):
         compare(root=suite, out=tmp_path, methods=["autolip"], executor="slurm")
+
+
+def test_a_run_writes_runs_preset_and_is_set_beside_the_reference(
+        suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    kw = dict(methods=["autolip"], norms=["2"], root=suite, jobs=1, progress=False)
+    # the committed reference of the preset lives in results/default
+    reference = compare(out=Path("results") / "default", report=False, **kw)
+    assert reference.out == Path("results/default") and reference.ran == 3
+    run = compare(**kw)
+    assert run.out == Path("runs/default") and run.ran == 3  # computed, not resumed
+    text = (tmp_path / "runs" / "default" / "reference.md").read_text()
+    assert "results/default" in text and "3 same, 0 tighter, 0 looser" in text
+    assert compare(**kw).ran == 0  # a rerun resumes

@@ -9,9 +9,10 @@ import scipy.sparse as sp
 from lipopt_suite import estimate
 from lipopt_suite.errors import InputError
 from lipopt_suite.harness.nets import random_mlp
+from lipopt_suite.numerics.lmi import network_data
 from lipopt_suite.solvers import backends
 from lipopt_suite.solvers.chordal import block_graph, cliques, decomposed_constraints
-from lipopt_suite.solvers.lipsdp import lmi_coefficients, network_data
+from lipopt_suite.solvers.lipsdp import lmi_coefficients
 
 # The acceptance tolerance for chordal vs monolithic certified values.
 CHORDAL_REL = 1e-5

@@ -13,18 +13,16 @@ from lipopt_suite.cli import main
 from lipopt_suite.errors import InputError, SolverUnavailableError
 from lipopt_suite.harness.nets import random_mlp
 from lipopt_suite.io import load
-from lipopt_suite.solvers import backends, lipsdp
-from lipopt_suite.solvers.lipsdp import (
+from lipopt_suite.numerics.lmi import (
     LMIData,
-    Solution,
-    build_problem,
     certify_multipliers,
     certify_positive_definite,
     compress_first_layer,
     negated_lmi,
     network_data,
-    solve_sdp,
 )
+from lipopt_suite.solvers import backends, lipsdp
+from lipopt_suite.solvers.lipsdp import Solution, build_problem, solve_sdp
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Values printed in the LipSDP repository's README (MATLAB + CVX + MOSEK), 3 decimals.
@@ -35,6 +33,9 @@ PUBLISHED_TOL = 2e-3
 # few times) and SCS at eps 1e-7 leaves multipliers within ~1e-6 of optimal: comparisons
 # between two certified SDP values allow this relative slack.
 SDP_REL = 1e-5
+# Products of K certified spectral norms (core/linalg.py slack 1e-9 each) against the
+# single-layer LMI certificate: a few 1e-9 apart.
+SPECTRAL_REL = 1e-8
 # regions computes the exact constant from float64 SVDs of region Jacobians.
 EXACT_REL = 1e-9
 TWO_UNITS = Network.from_mlp([np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, -1.0]])])
@@ -45,7 +46,7 @@ def random_fixture() -> Network:
 
 
 def solvers_here() -> list[str]:
-    return [s for s in ("SCS", "CLARABEL") if s in backends.installed()]
+    return [s for s in ("CVXOPT", "SCS", "CLARABEL") if s in backends.installed()] + ["EIG"]
 
 
 # ------------------------------------------------------------------ published values
@@ -102,9 +103,10 @@ def test_splitting_is_never_below_unsplit(seed):
         parts = estimate(net, "lipsdp-neuron", split=k)
         assert parts.certified
         assert parts.value >= whole.value * (1 - SDP_REL)
-    # one layer per part is the product of spectral norms
+    # one layer per part is the product of spectral norms (autolip certifies each norm with
+    # a relative slack of 1e-9, the single-layer LMI certificate with 1e-10 on its square)
     assert estimate(net, "lipsdp-neuron", split=1).value == pytest.approx(
-        estimate(net, "autolip").value, rel=1e-9)
+        estimate(net, "autolip").value, rel=SPECTRAL_REL)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "leaky_relu"])
@@ -198,6 +200,7 @@ def test_forced_missing_solver_exits_2(capsys):
 
 def test_mosek_absent_falls_back(monkeypatch):
     monkeypatch.setattr(backends, "installed", lambda: ("CLARABEL", "SCS"))
+    monkeypatch.setattr(backends, "cvxopt_installed", lambda: False)
     b = estimate(TWO_UNITS, "lipsdp-neuron")
     assert b.certified and b.status == "ok" and b.details["solver"] == "SCS"
 
@@ -208,6 +211,9 @@ def test_unlicensed_mosek_falls_back_silently(monkeypatch):
     # pretend the licence check passed: the solve itself then raises mosek.Error (1008)
     monkeypatch.setattr(backends, "mosek_licensed", lambda: True)
     monkeypatch.setattr(backends, "_BROKEN", set())
+    monkeypatch.setattr(backends, "cvxopt_installed", lambda: False)
+    listed = tuple(s for s in backends.installed() if s != "CVXOPT")
+    monkeypatch.setattr(backends, "installed", lambda: listed)
     b = estimate(TWO_UNITS, "lipsdp-neuron")
     assert b.certified and b.status == "ok" and b.details["solver"] == "SCS"
     assert b.details["tried"][0] == {"solver": "MOSEK", "status": "unlicensed"}
@@ -215,7 +221,7 @@ def test_unlicensed_mosek_falls_back_silently(monkeypatch):
 
 
 def test_no_solver_at_all_is_unavailable(monkeypatch):
-    monkeypatch.setattr(backends, "sdp_candidates", lambda forced=None: [])
+    monkeypatch.setattr(backends, "iter_sdp_candidates", lambda forced=None, **kw: iter(()))
     b = estimate(TWO_UNITS, "lipsdp-layer")
     assert b.status == "unavailable" and not b.certified and math.isnan(b.value)
 
@@ -318,3 +324,31 @@ def test_certificate_holds_in_high_precision(monkeypatch):
     for i in range(data.sizes[0]):
         M[i, i] += mpmath.mpf(cert.rho)
     mpmath.cholesky(M)  # raises ValueError unless positive definite
+
+
+def test_default_solver_is_the_structured_interior_point(capfd):
+    if not backends.cvxopt_installed():
+        pytest.skip("cvxopt not installed")
+    b = estimate(random_fixture(), "lipsdp-neuron")
+    assert b.details["solver"] == "CVXOPT" and b.certified and b.status == "ok"
+    assert abs(b.value - PUBLISHED["neuron"]) <= PUBLISHED_TOL
+    out = capfd.readouterr()  # nothing native on descriptors 1 and 2
+    assert out.out == "" and out.err == ""
+
+
+def test_forced_licence_less_mosek_is_refused(monkeypatch):
+    monkeypatch.setattr(backends, "installed", lambda: ("CVXOPT", "MOSEK", "SCS"))
+    monkeypatch.setattr(backends, "mosek_licensed", lambda: False)
+    with pytest.raises(SolverUnavailableError, match="no licence"):
+        estimate(TWO_UNITS, "lipsdp-neuron", solver="mosek")
+    b = estimate(TWO_UNITS, "lipsdp-neuron")
+    assert b.certified and "MOSEK" not in [t["solver"] for t in b.details["tried"]]
+
+
+def test_time_limit_below_a_second_still_gives_a_certified_bound():
+    # every solver tried gets at least LATE_SECONDS, so a tiny net is still solved; the
+    # bound says that the limit was passed
+    net = random_mlp([2, 8, 8, 2], seed=2)
+    b = estimate(net, "lipsdp-layer", solver="cvxopt", time_limit=1e-4)
+    assert b.status == "timeout" and b.certified
+    assert b.value >= estimate(net, "regions").value * (1 - EXACT_REL)
