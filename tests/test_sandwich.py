@@ -20,7 +20,8 @@ SANDWICH_RTOL = 1e-9
 # Cheaper search settings for the lower bounds (soundness does not depend on effort).
 FAST = {"annealing": {"maxfun": 60}, "random": {"samples": 200},
         "gradient-ascent": {"restarts": 4, "steps": 60}, "grid": {"resolution": 60},
-        "mip": {"time_limit": 30}, "hypercube": {"time_limit": 30}}
+        "mip": {"time_limit": 30}, "hypercube": {"time_limit": 30},
+        "bab": {"time_limit": 30}}
 SEEDS = range(32)
 
 

@@ -19,6 +19,7 @@ import torch
 from ..bound import Bound, Domain
 from ..errors import UnsupportedError
 from ..network import Activation, Affine, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network
+from ..numerics.rounding import UNIT_ROUNDOFF
 from ..numerics.spectral import dense_spectral_bounds, top_singular
 from ..registry import method
 from .linalg import layer_operator
@@ -27,7 +28,7 @@ from .patterns import greedy_pattern_norm, max_pattern_norm
 # Widths above this make the exact inner max (2^n vertices) too slow: about 2 s at n = 20
 # on 2 cores, doubling with every unit of width.
 MAX_EXACT_WIDTH = 22
-UNIT = 2.0**-53  # float64 unit roundoff
+UNIT = UNIT_ROUNDOFF
 
 
 def _factors(weights: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

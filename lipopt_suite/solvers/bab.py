@@ -581,8 +581,8 @@ def global_radius(net: Net) -> float:
         summary="exact: branch-and-bound over input boxes and neurons, anytime certified gap")
 def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         time_limit: float | None = None, node_limit: int | None = None,
-        progress: bool = False, rtol: float = 1e-9, seed: int = 0, device: str | None = None,
-        **options: Any) -> Bound:
+        progress: bool = False, rtol: float = 1e-9, seed: int = 0, device: str | None = None
+        ) -> Bound:
     """Exact Lipschitz constant of a ReLU/leaky-ReLU MLP, global or over a box or l2 ball.
 
     Reference: branch-and-bound on activation patterns as in LipBaB (Bhowmick, D'Souza &

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
+from ..numerics.rounding import UNIT_ROUNDOFF
+
 # A neuron is stable on a box when its bound clears 0 by this much relative to the absolute
 # magnitude bound of its pre-activation: float64 rounding of the propagation is ~1e-13 of it.
 STABLE_RTOL = 1e-10

@@ -21,8 +21,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..numerics.rounding import UNIT_ROUNDOFF
 from ..quiet import native_silence
-from .bab_bounds import UNIT_ROUNDOFF, Chart, Net
+from .bab_bounds import Chart, Net
 
 # Tangent cuts of an l2-ball domain added at most per Chebyshev test.
 BALL_CUTS = 30
