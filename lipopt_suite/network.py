@@ -191,6 +191,16 @@ class GroupSort:
             raise InputError(f"group size must be a positive integer, got {g!r}")
         object.__setattr__(self, "group_size", int(g))
 
+    def comparator_rounds(self, n: int) -> list[list[tuple[int, int]]]:
+        """A sorting network of this sort on n features: rounds of disjoint comparators
+        (i, j), i < j, each putting the smaller value at i and the larger at j. Odd-even
+        transposition within each group: group_size rounds (one for MaxMin), which sort any
+        input (Knuth, TAOCP vol. 3, 5.3.4)."""
+        g = self.group_size
+        rounds = [[(start + i, start + i + 1) for start in range(0, n, g)
+                   for i in range(r % 2, g - 1, 2)] for r in range(g if g > 2 else 1)]
+        return [r for r in rounds if r]
+
 
 Layer = Union[Affine, Conv2d, Activation, MaxPool2d, AvgPool2d, Flatten, GroupSort]  # noqa: UP007
 LINEAR_TYPES = (Affine, Conv2d, AvgPool2d)

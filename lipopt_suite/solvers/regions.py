@@ -109,18 +109,6 @@ class _Stop(Exception):
     """A limit (regions or time) was reached."""
 
 
-def sort_comparators(n: int, group_size: int) -> list[tuple[int, int]]:
-    """A sorting network of GroupSort(group_size) on n features: comparators (i, j), i < j,
-    applied in order, each putting the smaller value at i (odd-even transposition sort,
-    group_size rounds, within each contiguous group)."""
-    out: list[tuple[int, int]] = []
-    g = group_size
-    for start in range(0, n, g):
-        for r in range(g if g > 2 else 1):
-            out += [(start + i, start + i + 1) for i in range(r % 2, g - 1, 2)]
-    return out
-
-
 @dataclass(frozen=True)
 class _Hidden:
     """How the enumeration splits one hidden layer: neurons with their negative slope
@@ -143,8 +131,8 @@ def _check_net(net: Network, max_input_dim: int = MAX_INPUT_DIM,
     hidden: list[_Hidden] = []
     for W, a in zip(weights, acts):
         if isinstance(a, GroupSort):
-            hidden.append(_Hidden(comparators=tuple(sort_comparators(W.shape[0],
-                                                                     a.group_size))))
+            rounds = a.comparator_rounds(W.shape[0])
+            hidden.append(_Hidden(comparators=tuple(c for r in rounds for c in r)))
         else:
             hidden.append(_Hidden(negative=a.slopes[0] if a.name == "leaky_relu" else 0.0))
     n = weights[0].shape[1]
