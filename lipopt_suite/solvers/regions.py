@@ -148,6 +148,20 @@ def _check_net(net: Network, max_input_dim: int = MAX_INPUT_DIM,
     return weights, biases, hidden
 
 
+def _implied(rel: frozenset, a: int, b: int) -> bool:
+    """Whether a <= b follows from the pairs (x, y), x <= y, of `rel` by transitivity."""
+    frontier, seen = [a], {a}
+    while frontier:
+        x = frontier.pop()
+        for lo, hi in rel:
+            if lo == x and hi not in seen:
+                if hi == b:
+                    return True
+                seen.add(hi)
+                frontier.append(hi)
+    return False
+
+
 def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
                       upper: np.ndarray | None = None, max_regions: int = MAX_REGIONS,
                       time_limit: float | None = None, seed: int = 0,
@@ -215,9 +229,12 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
         explore(nxt, 0, weights[nxt] @ P2, weights[nxt] @ q2 + biases[nxt], done, [], pts)
 
     def explore(layer: int, i: int, ZA: np.ndarray, Zc: np.ndarray, done: tuple, cur: list,
-                pts: np.ndarray) -> None:
+                pts: np.ndarray, perm: tuple[int, ...] | None = None,
+                rel: frozenset = frozenset()) -> None:
         """The pre-activation (or, in a sort, the partly sorted values) of `layer` is
-        ZA x + Zc on the current region; `cur` holds its choices so far (slopes, or swaps)."""
+        ZA x + Zc on the current region; `cur` holds its choices so far (slopes, or swaps).
+        In a sort, `perm` gives the pre-activation at each position and `rel` the pairs
+        (a, b) with pre-activation a <= b on the region, from the comparisons so far."""
         if len(regions) >= max_regions or (
                 time_limit is not None and time.perf_counter() - start > time_limit):
             raise _Stop
@@ -237,18 +254,30 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
             next_layer(layer, ZA, Zc, done + (np.array(cur, dtype=np.float64),), pts)
             return
         j, k = h.comparators[i]
+        perm = perm if perm is not None else tuple(range(ZA.shape[0]))
+        p, q = perm[j], perm[k]  # the pre-activations now at positions j and k
 
-        def go(swap: float, p: np.ndarray) -> None:
+        def go(swap: float, pts2: np.ndarray) -> None:
+            lo, hi = (q, p) if swap else (p, q)
+            known = rel | {(lo, hi)}
             if not swap:
-                explore(layer, i + 1, ZA, Zc, done, cur + [0.0], p)
+                explore(layer, i + 1, ZA, Zc, done, cur + [0.0], pts2, perm, known)
                 return
             order = np.arange(ZA.shape[0])
             order[[j, k]] = order[[k, j]]
-            explore(layer, i + 1, ZA[order], Zc[order], done, cur + [1.0], p)
+            explore(layer, i + 1, ZA[order], Zc[order], done, cur + [1.0], pts2,
+                    tuple(perm[o] for o in order), known)
 
-        # v_j - v_k <= 0 keeps the pair, > 0 swaps it (the smaller value goes to j)
-        sides(ZA[j] - ZA[k], float(Zc[j] - Zc[k]), float(np.abs(ZA).max()), pts, (0.0, 1.0),
-              go)
+        # an order implied by the comparisons made so far (transitively) splits nothing:
+        # its other side is lower-dimensional (the same or a combined hyperplane)
+        if _implied(rel, p, q):
+            go(0.0, pts)
+        elif _implied(rel, q, p):
+            go(1.0, pts)
+        else:
+            # v_j - v_k <= 0 keeps the pair, > 0 swaps it (the smaller value goes to j)
+            sides(ZA[j] - ZA[k], float(Zc[j] - Zc[k]), float(np.abs(ZA).max()), pts,
+                  (0.0, 1.0), go)
 
     complete = True
     try:
