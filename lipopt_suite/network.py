@@ -688,8 +688,8 @@ class Network:
         The activations are elementwise `Activation`s; a GroupSort layer is refused unless
         `groupsort=True`, for methods that handle it (the list then holds `GroupSort`
         entries too, which have no slopes)."""
-        if not groupsort and self.has_groupsort:
-            ops = [n.op for n in self.nodes] if self.is_graph else list(self.layers)
+        if not groupsort and self.has_groupsort and not self.is_graph:
+            ops = list(self.layers)
             i = next(k for k, op in enumerate(ops) if isinstance(op, GroupSort))
             raise UnsupportedError(
                 f"not an elementwise MLP: layer {i} is GroupSort({ops[i].group_size}), not an "
