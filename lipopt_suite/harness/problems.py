@@ -39,7 +39,7 @@ REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
 DESIGN_METHODS = (
     "frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-neuron", "lipsdp-layer",
     "eclipse-fast", "liplt", "local", "lipopt-lp", "data", "random", "gradient-ascent",
-    "annealing", "grid", "clever", "regions", "hypercube", "mip",
+    "annealing", "grid", "clever", "regions", "hypercube", "mip", "bab", "region-walk",
 )
 
 # Hidden width of the scaman2018 MLPs: with 20 units per layer, the ratios Frob./AutoLip
@@ -582,34 +582,37 @@ _QUICK_LOWER = {"annealing": {"maxfun": 1000}, "gradient-ascent": {"restarts": 8
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         "default", "every family, the methods that finish in seconds to a minute", (
-            Part(("scaman2018",), FAST_UPPER + LOWER, _QUICK_LOWER),
-            Part(("scaman_mlp4", "scaman_mlp5"), ("seqlip",) + SDP),
+            Part(("scaman2018",), FAST_UPPER + SDP + LOWER + ("region-walk",), _QUICK_LOWER),
+            Part(("scaman_mlp4", "scaman_mlp5"), ("seqlip",)),
             Part(("lipsdp_random", "lipsdp_depth2", "lipsdp_depth3", "lipsdp_depth4"),
-                 ("frobenius", "autolip") + SDP + ("eclipse-fast", "liplt", "gradient-ascent"),
-                 _QUICK_LOWER),
+                 ("frobenius", "autolip") + SDP + ("eclipse-fast", "liplt", "gradient-ascent",
+                                                   "region-walk"), _QUICK_LOWER),
             Part(("lipsdp_depth2", "lipsdp_depth3", "lipsdp_depth4"), ("seqlip",)),
-            Part(("lipsdp_mnist",), FAST_UPPER + ("lipsdp-layer", "gradient-ascent"),
-                 _QUICK_LOWER),
+            Part(("lipsdp_mnist",), FAST_UPPER + SDP + ("gradient-ascent",), _QUICK_LOWER),
             Part(("tiny0", "tiny1", "tiny2", "lipmip_depth1"),
                  ("regions", "mip", "autolip", "seqlip", "lipsdp-neuron", "liplt",
-                  "gradient-ascent", "grid"), _QUICK_LOWER),
+                  "gradient-ascent", "region-walk", "grid"), _QUICK_LOWER),
             Part(("lipmip_depth2",), ("regions", "autolip", "seqlip", "lipsdp-neuron", "liplt",
-                                      "gradient-ascent", "grid"), _QUICK_LOWER),
+                                      "gradient-ascent", "region-walk", "grid"), _QUICK_LOWER),
             Part(("lipcst_n5", "lipcst_n6"),
                  ("hypercube", "regions", "autolip", "seqlip", "lipsdp-neuron", "liplt",
                   "gradient-ascent"), _QUICK_LOWER),
             Part(("digits_mlp", "digits_cnn"),
                  ("autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast", "liplt", "data",
                   "gradient-ascent"), _QUICK_LOWER),
-            Part(("digits_mlp",), ("seqlip",)),
+            Part(("digits_mlp",), ("seqlip", "lipsdp-neuron", "region-walk")),
             Part(("digits_mlp_local",), ("local", "random", "gradient-ascent"),
                  _QUICK_LOWER),
-            Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "liplt", "grid",
-                                    "gradient-ascent"), _QUICK_LOWER),
+            Part(("constrained",), ("autolip", "seqlip") + SDP + ("liplt", "grid",
+                                                              "gradient-ascent",
+                                                              "region-walk"), _QUICK_LOWER),
+            Part(("graphs",), ("autolip", "data", "gradient-ascent", "annealing"),
+                 _QUICK_LOWER),
+            Part(("scaman2018-cnn",), ("autolip", "data", "gradient-ascent"), _QUICK_LOWER),
         ), time_limit=60.0),
     "scaman2018": Preset(
         "scaman2018", "the MLP table of Scaman & Virmaux 2018 (l2)", (
-            Part(("scaman2018",), SCAMAN_COLUMNS),
+            Part(("scaman2018",), SCAMAN_COLUMNS + SDP + ("region-walk",)),
             # what the paper could not give: the exact constant by region enumeration (2-D
             # inputs; 4 and 5 layers take seconds, 7 layers about 2 minutes; 10 layers stops
             # at the time limit and reports the regions found, a lower bound)
@@ -622,7 +625,7 @@ PRESETS: dict[str, Preset] = {
         ), time_limit=300.0),
     "exact": Preset(
         "exact", "exact methods against every bound on small nets", (
-            Part(LIPMIP, ("regions", "mip") + FAST_UPPER + SDP + LOWER),
+            Part(LIPMIP, ("regions", "mip") + FAST_UPPER + SDP + LOWER + ("region-walk",)),
             Part(LIPCST, ("hypercube", "regions") + FAST_UPPER + SDP
                  + ("random", "gradient-ascent", "annealing")),
         ), time_limit=120.0),

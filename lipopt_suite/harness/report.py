@@ -368,10 +368,13 @@ def glance_markdown(a: Analysis, title: str) -> str:
     head = ["problem", "norm", "domain", "tightest certified upper", "exact",
             "best certified lower", "upper / lower", "AutoLip / lower"]
     body = []
+    local = {(g.problem, g.norm) for g in a.groups if g.radius is not None}
     for g in a.groups:
         up, ex, lo, auto = _glance(g)
         if not (up or lo):
             continue
+        if g.radius is None and not (ex or lo) and (g.problem, g.norm) in local:
+            continue  # a domain problem's global upper bounds appear in its domain rows
         body.append([g.problem, g.norm, _where(g), _named(up), fmt(ex.value) if ex else "",
                      _named(lo), _ratio(up, lo), _ratio(auto, lo)])
     lines = [f"# {title}: at a glance", "",
@@ -394,7 +397,7 @@ def _change(new: Row | None, old: Row | None, *, upper: bool) -> str:
     if abs(new.value - old.value) <= REFERENCE_RTOL * max(abs(old.value), 1e-300):
         return "same"
     better = new.value < old.value if upper else new.value > old.value
-    return f"{'tighter' if better else 'looser'} x{fmt(new.value / old.value, 4)}"
+    return f"{'tighter' if better else 'looser'} x{new.value / old.value:.6g}"
 
 
 def reference_markdown(run: Analysis, ref: Analysis, ref_dir: str) -> str:
@@ -540,7 +543,7 @@ def _figure() -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.4), dpi=110)
+    fig = Figure(figsize=(8.0, 4.4), dpi=110)
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot(1, 1, 1)
 
@@ -592,7 +595,8 @@ def _integer_axis(ax: Any, xs: Sequence[float]) -> None:
 
 def _save(fig: Any, ax: Any, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2)
+    # beside the axes, so that no line hides under it
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -637,8 +641,8 @@ def plot_depth(a: Analysis, out: Path) -> list[Path]:
         radii = sorted({g.radius for g in groups if g.radius is not None})
         where = ("global constant" if not radii
                  else f"constant over the domain of radius {radii[0]:g}")
-        ax.set_title(f"{name}: every bound on the {where}, along the series "
-                     "(solid upper, dashed lower)", fontsize=9)
+        ax.set_title(f"{name}: bounds on the {where}\n(solid: upper, dashed: lower, "
+                     "thick: exact)", fontsize=9)
         paths.append(_save(fig, ax, out / f"depth_{name}_l{norm}.png"))
     return paths
 
@@ -663,7 +667,7 @@ def plot_time(a: Analysis, out: Path) -> Path | None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("seconds")
     ax.set_ylabel("value / best certified lower bound")
-    ax.set_title("every bound's ratio to the best certified lower bound of its problem, "
+    ax.set_title("each bound's ratio to the best certified lower bound of its problem\n"
                  "against its run time", fontsize=9)
     return _save(fig, ax, out / "time.png")
 
@@ -703,7 +707,7 @@ def plot_radius(a: Analysis, out: Path) -> list[Path]:
         quantity = sorted({r.quantity for g in groups for r in g.rows if r.radius is not None})
         what = " and ".join(quantity) if quantity else "local"
         extra = "; global bounds dash-dotted" if flat else ""
-        ax.set_title(f"{problem}: bounds on the {what} constant against the radius{extra}",
+        ax.set_title(f"{problem}: bounds on the {what} constant\nagainst the radius{extra}",
                      fontsize=9)
         paths.append(_save(fig, ax, out / f"radius_{problem}_l{norm}.png"))
     return paths

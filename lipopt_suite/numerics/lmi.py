@@ -26,8 +26,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..network import Network
+from .psd import certify_positive_definite
+from .rounding import UNIT_ROUNDOFF, gamma
 
-UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
 # First certificate attempt: rho' = rho_min (1 + CERT_REL_MARGIN) + rounding shift; each
 # failed Cholesky multiplies the margin by CERT_GROWTH, at most CERT_ATTEMPTS times.
 CERT_REL_MARGIN = 1e-10
@@ -224,9 +225,6 @@ def eclipse_multipliers(data: LMIData) -> list[np.ndarray] | None:
 
 
 # ------------------------------------------------------------------------ the matrix
-def gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u)."""
-    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
 
 
 def hidden_lmi(data: LMIData, multipliers: list[np.ndarray]
@@ -292,29 +290,6 @@ def negated_lmi(data: LMIData, multipliers: list[np.ndarray]
 
 
 # ------------------------------------------------------------------------ certificates
-def certify_positive_definite(X: np.ndarray, error: float = 0.0) -> bool:
-    """True only if every symmetric Y with ||Y - X||_2 <= error is positive definite.
-
-    Floating-point Cholesky of X - s I with s covering `error`, the diagonal shift's own
-    rounding and the factorisation's backward error (Rump, BIT 2006: success of Cholesky
-    on A - c I with c >= gamma_{n+1} / (1 - gamma_{n+1}) tr(A) proves A positive definite;
-    the constants here are doubled for safety).
-    """
-    from scipy.linalg import lapack
-
-    n = X.shape[0]
-    if n == 0:
-        return True
-    d = np.diag(X)
-    if not np.all(np.isfinite(X)) or np.any(d <= 0):
-        return False
-    g = gamma(n + 1)
-    trace = float(d.sum()) * 1.01
-    chol = g / (1 - g) * trace + 4 * n * (2 * (n + 1) + float(d.max())) * 5e-324
-    shift = 2.0 * (chol + error + 2 * UNIT_ROUNDOFF * float(d.max())) + 1e-300
-    Y = X - shift * np.eye(n)
-    _, info = lapack.dpotrf(Y, lower=1, clean=0, overwrite_a=1)
-    return int(info) == 0
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 A Cholesky factorisation of A - c I that succeeds in floating point proves A positive
 definite when the shift c covers the factorisation's backward error (Rump, BIT 2006:
 c >= gamma_{n+1} / (1 - gamma_{n+1}) tr(A) suffices); the certificates here add the
-rounding of forming A itself. `certify_gram` proves an upper bound on lambda_max of a
-sparse Gram matrix (dense or banded factorisation, whichever is cheaper);
-`spectral.certify_spectral_upper` does the same for a dense W^T W.
+rounding of forming A itself. `certify_positive_definite` proves a dense symmetric matrix
+(and every matrix within a given distance of it) positive definite; `certify_gram` proves
+an upper bound on lambda_max of a sparse Gram matrix (dense or banded factorisation,
+whichever is cheaper); `spectral.certify_spectral_upper` does the same for a dense W^T W.
 """
 
 from __future__ import annotations
@@ -139,3 +140,28 @@ def _banded_factor(gram: Gram, d: float, bw: int) -> bool:
     except LinAlgError:
         return False
     return True
+
+
+def certify_positive_definite(X: np.ndarray, error: float = 0.0) -> bool:
+    """True only if every symmetric Y with ||Y - X||_2 <= error is positive definite.
+
+    Floating-point Cholesky of X - s I with s covering `error`, the diagonal shift's own
+    rounding and the factorisation's backward error (Rump, BIT 2006: success of Cholesky
+    on A - c I with c >= gamma_{n+1} / (1 - gamma_{n+1}) tr(A) proves A positive definite;
+    the constants here are doubled for safety).
+    """
+    from scipy.linalg import lapack
+
+    n = X.shape[0]
+    if n == 0:
+        return True
+    d = np.diag(X)
+    if not np.all(np.isfinite(X)) or np.any(d <= 0):
+        return False
+    g = gamma(n + 1)
+    trace = float(d.sum()) * 1.01
+    chol = g / (1 - g) * trace + 4 * n * (2 * (n + 1) + float(d.max())) * 5e-324
+    shift = 2.0 * (chol + error + 2 * UNIT_ROUNDOFF * float(d.max())) + 1e-300
+    Y = X - shift * np.eye(n)
+    _, info = lapack.dpotrf(Y, lower=1, clean=0, overwrite_a=1)
+    return int(info) == 0

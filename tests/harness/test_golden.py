@@ -54,6 +54,8 @@ def cases(manifest) -> list[tuple[str, str, str]]:
             methods += ["regions", "seqlip"]
         if name in DATA_PROBLEMS:
             methods.append("data")
+        if p.family == "graphs":
+            methods.remove("frobenius")  # a product of layer norms: sequential nets only
         for norm in p.norms:
             out += [(name, norm, m) for m in methods
                     if not (m in ("frobenius", "seqlip") and norm != "2")]

@@ -16,7 +16,6 @@ from lipopt_suite.io import load
 from lipopt_suite.numerics.lmi import (
     LMIData,
     certify_multipliers,
-    certify_positive_definite,
     compress_first_layer,
     negated_lmi,
     network_data,
@@ -121,14 +120,6 @@ def test_smooth_and_leaky_activations(activation):
 
 
 # ------------------------------------------------------------------ certification
-def test_certify_positive_definite():
-    assert certify_positive_definite(np.eye(4))
-    assert not certify_positive_definite(np.diag([1.0, -1e-12]))
-    # positive, but below what float64 rounding lets one prove
-    assert not certify_positive_definite(np.diag([1.0, 1e-18]))
-    # the allowance for errors in X itself is honoured
-    assert certify_positive_definite(np.diag([1.0, 1e-3]), error=1e-4)
-    assert not certify_positive_definite(np.diag([1.0, 1e-3]), error=1e-2)
 
 
 def identity_relu(n: int = 3) -> LMIData:
