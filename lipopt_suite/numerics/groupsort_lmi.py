@@ -46,9 +46,9 @@ from .lmi import (
     CERT_GROWTH,
     CERT_REL_MARGIN,
     Certificate,
-    certify_positive_definite,
     clip_multipliers,
 )
+from .psd import certify_positive_definite
 from .rounding import UNIT_ROUNDOFF, gamma
 
 # Bounds computed from non-negative float64 terms are inflated by this (their own rounding,
