@@ -13,8 +13,18 @@ from .registry import estimate, method, methods
 __all__ = [
     "Bound", "Domain", "Norm", "InputError", "UnsupportedError", "Network", "load",
     "load_problem", "save", "from_torch", "estimate", "method", "methods", "compare",
-    "__version__",
+    "GroupSortModule", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """`GroupSortModule` (network.py), the torch module of the GroupSort layer, imported
+    with torch on first use."""
+    if name == "GroupSortModule":
+        from . import network
+
+        return network.GroupSortModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compare(*args, **kwargs):

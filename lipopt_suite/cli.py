@@ -128,6 +128,8 @@ def _methods(args: argparse.Namespace) -> int:
             flags.append("mlp")
         if m.graphs:
             flags.append("graphs")
+        if m.groupsort:
+            flags.append("groupsort")
         if m.domain == "required":
             flags.append("needs domain")
         if m.needs:

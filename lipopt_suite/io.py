@@ -36,6 +36,9 @@ from .network import (
 )
 
 NETWORK_SUFFIXES = (".npz", ".pt", ".pth", ".nnet", ".onnx")
+# `activation` values of an MLP file besides ACTIVATIONS: GroupSort (with `group_size`) and
+# MaxMin (GroupSort of pairs)
+SORT_ACTIVATIONS = ("groupsort", "maxmin")
 
 
 def load(path: str | Path, *, activation: str | None = None) -> Network:
@@ -140,9 +143,9 @@ def _load_npz(p: Path, activation: str | None) -> tuple[Network, dict[str, np.nd
               else np.zeros(weights[k].shape[0]) for k in ws]
     act = activation or (_string(data["activation"], "activation", p)
                          if "activation" in data else "relu")
-    if act not in ACTIVATIONS:
+    if act not in ACTIVATIONS + SORT_ACTIVATIONS:
         raise UnsupportedError(f"{p}: unknown activation {act!r} "
-                               f"(supported: {', '.join(ACTIVATIONS)})")
+                               f"(supported: {', '.join(ACTIVATIONS + SORT_ACTIVATIONS)})")
     extras = {k: _numeric(data[k], k, p) for k in ("X", "center") if k in data}
     if "layers" in data:
         spec_text = _string(data["layers"], "layers", p)
@@ -158,7 +161,30 @@ def _load_npz(p: Path, activation: str | None) -> tuple[Network, dict[str, np.nd
         if W.ndim != 2:
             raise InputError(f"{p}: W{k} has shape {W.shape}; an MLP file needs matrices "
                              "(add a 'layers' spec for convolutions)")
+    if act == "groupsort":
+        sizes = _group_sizes(data, len(weights) - 1, p)
+        return Network.from_mlp(weights, biases, act, group_size=sizes), extras
     return Network.from_mlp(weights, biases, act), extras
+
+
+def _group_sizes(data: dict[str, np.ndarray], hidden: int, p: Path) -> list[int]:
+    """The `group_size` array of a GroupSort MLP file: positive integers, one per hidden
+    layer or one for all."""
+    if "group_size" not in data:
+        raise InputError(f"{p}: activation 'groupsort' needs an integer array 'group_size' "
+                         "(one entry per hidden layer, or one for all)")
+    arr = data["group_size"]
+    if arr.dtype.kind not in "iu":
+        raise InputError(f"{p}: 'group_size' must hold integers, got dtype {arr.dtype}")
+    sizes = [int(g) for g in arr.reshape(-1)]
+    if len(sizes) == 1:
+        sizes = sizes * hidden
+    if len(sizes) != hidden:
+        raise InputError(f"{p}: 'group_size' has {len(sizes)} entries for {hidden} hidden "
+                         "layers (give one per hidden layer, or one for all)")
+    if any(g < 1 for g in sizes):
+        raise InputError(f"{p}: 'group_size' entries must be >= 1, got {sizes}")
+    return sizes
 
 
 def _parse_spec(text: str, p: Path) -> list[dict[str, Any]]:
@@ -209,7 +235,9 @@ def _graph_from_spec(spec: list[dict[str, Any]], weights: list[np.ndarray],
             elif kind == "concat":
                 op = Concat(int(s.get("axis", 0)))
             elif kind == "groupsort":
-                op = GroupSort(int(s.get("group_size", 2)))
+                op = GroupSort(_spec_int(s.get("group_size", 2), "group_size"))
+            elif kind == "maxmin":
+                op = GroupSort(2)
             else:
                 raise UnsupportedError(f"{where}: unsupported type {kind!r} in a graph")
         except (KeyError, TypeError, ValueError) as exc:
@@ -220,6 +248,13 @@ def _graph_from_spec(spec: list[dict[str, Any]], weights: list[np.ndarray],
     if k != len(weights):
         raise InputError(f"{p}: the file has {len(weights)} weight arrays but 'layers' uses {k}")
     return tuple(nodes)
+
+
+def _spec_int(v: Any, name: str) -> int:
+    """A whole number of the JSON spec (a bool or a float with a fraction is refused)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+        raise InputError(f"{name} must be an integer, got {v!r}")
+    return int(v)
 
 
 def _layers_from_spec(spec: list[dict[str, Any]], weights: list[np.ndarray],
@@ -248,6 +283,10 @@ def _layers_from_spec(spec: list[dict[str, Any]], weights: list[np.ndarray],
                 layers.append(cls(kernel, s.get("stride", kernel), s.get("padding", 0)))
             elif kind == "flatten":
                 layers.append(Flatten())
+            elif kind == "groupsort":
+                layers.append(GroupSort(_spec_int(s.get("group_size", 2), "group_size")))
+            elif kind == "maxmin":
+                layers.append(GroupSort(2))
             elif kind in ("dropout", "identity"):
                 continue
             else:
@@ -277,9 +316,13 @@ def save(net: Network, path: str | Path, **extras: np.ndarray) -> Path:
         elif isinstance(layer, BatchNorm):
             arrays[f"W{k}"], arrays[f"b{k}"] = np.array(layer.scale), np.array(layer.shift)
             k += 1
+    sort_mlp = net.is_groupsort_mlp and not net.activations  # every hidden layer a sort
     if net.is_mlp and len({a.name for a in net.activations}) <= 1 and all(
             a.negative_slope == 0.01 for a in net.activations):
         arrays["activation"] = np.array(net.activations[0].name if net.activations else "relu")
+    elif sort_mlp:
+        arrays["activation"] = np.array("groupsort")
+        arrays["group_size"] = np.array([g.group_size for g in net.groupsorts], dtype=np.int64)
     else:
         arrays["layers"] = np.array(json.dumps(layer_spec(net)))
         arrays["input_shape"] = np.array(net.input_shape, dtype=np.int64)
@@ -347,7 +390,15 @@ def _sequential_modules() -> tuple[type, ...]:
     from torch import nn
 
     return (nn.Linear, nn.Conv2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d,
-            nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
+            nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d,
+            _groupsort_module())
+
+
+def _groupsort_module() -> type:
+    """The package's torch module of GroupSort (network.GroupSortModule)."""
+    from . import network
+
+    return network.GroupSortModule
 
 
 def _from_sequential(mods: list[Any], input_shape: tuple[int, ...] | None) -> Network:
@@ -373,6 +424,8 @@ def _from_sequential(mods: list[Any], input_shape: tuple[int, ...] | None) -> Ne
             layers.append(_pool_from_torch(m, f"module {i} ({name})"))
         elif isinstance(m, nn.Flatten):
             layers.append(Flatten())
+        elif isinstance(m, _groupsort_module()):
+            layers.append(GroupSort(m.group_size))
         elif isinstance(m, (nn.Dropout, nn.Identity)):
             continue
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -383,7 +436,7 @@ def _from_sequential(mods: list[Any], input_shape: tuple[int, ...] | None) -> Ne
         raise InputError("empty network: the module has no supported layers")
     if input_shape is None:
         first = next((layer for layer in layers if isinstance(layer, (Affine, Conv2d))), None)
-        if isinstance(first, Affine) and isinstance(layers[0], (Affine, Activation)):
+        if isinstance(first, Affine) and isinstance(layers[0], (Affine, Activation, GroupSort)):
             input_shape = (first.W.shape[1],)
         else:
             raise InputError("input_shape is needed for networks that start with a "
@@ -538,7 +591,7 @@ def _as_layers(ops: list[Op]) -> list[Layer] | None:
     for op in ops:
         if isinstance(op, Activation) and op.name in ACTIVATIONS:
             layers.append(op)
-        elif isinstance(op, (Affine, Conv2d, MaxPool2d, AvgPool2d, Flatten)):
+        elif isinstance(op, (Affine, Conv2d, MaxPool2d, AvgPool2d, Flatten, GroupSort)):
             layers.append(op)
         else:
             return None
@@ -571,8 +624,14 @@ def trace_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Netw
 
     if not isinstance(module, nn.Module):
         raise InputError(f"expected a torch nn.Module, got {type(module).__name__}")
+    class Tracer(fx.Tracer):
+        """torch.fx's tracer with the package's GroupSort module kept as one call."""
+
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return isinstance(m, _groupsort_module()) or super().is_leaf_module(m, qualname)
+
     try:
-        gm = fx.symbolic_trace(module)
+        gm = fx.GraphModule(module, Tracer().trace(module))
     except Exception as exc:  # noqa: BLE001 - tracing fails in many ways on dynamic code
         msg = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise UnsupportedError(f"cannot trace {type(module).__name__} with torch.fx: {msg}"
@@ -863,6 +922,8 @@ def _trace_module(m: Any, n: Any, env: dict[Any, Any], b: GraphBuilder, what: st
         if m.start_dim != 1 or m.end_dim != -1:
             raise UnsupportedError(f"{what}: only Flatten(1, -1) is supported")
         op = Flatten()
+    elif isinstance(m, _groupsort_module()):
+        op = GroupSort(m.group_size)
     elif isinstance(m, (nn.Dropout, nn.Identity)):
         return ("node", x)
     elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -971,7 +1032,8 @@ def load_state_dict(source: Any, *, activation: str = "relu") -> Network:
 def _torch_activation(name: str):
     from torch import nn
 
-    table = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU}
+    table = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU,
+             "maxmin": lambda: _groupsort_module()(2)}
     if name not in table:
         raise UnsupportedError(f"unknown activation {name!r} (supported: {', '.join(table)})")
     return table[name]()
@@ -1009,7 +1071,9 @@ def _load_onnx(p: Path) -> Network:
     """ONNX graphs of Gemm/MatMul/Add/Sub/Mul(by a constant)/Relu/LeakyRelu/Sigmoid/Tanh/
     Softplus/Abs/Sin/Cos/Conv/MaxPool/AveragePool/GlobalAveragePool/ReduceMean (spatial)/
     BatchNormalization/Concat/Flatten/Reshape nodes: a chain becomes a sequential network,
-    anything with a residual sum or a concatenation a computation graph."""
+    anything with a residual sum or a concatenation a computation graph. GroupSort, which
+    ONNX lacks, is read in the form torch exports it: Reshape (batch, n) -> (batch, n/g, g),
+    TopK(k = g, largest = 0, sorted = 1) on the last axis, Reshape back to (batch, n)."""
     try:
         import onnx
         from onnx import numpy_helper
@@ -1049,6 +1113,10 @@ def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
     args = [env.get(name) if name else None for name in node.input]
     if any(a is None for a in args[:1]):
         raise UnsupportedError(f"{p}: {what} reads an unknown tensor")
+    if any(a is not None and a[0] in ("grouped", "sorted") for a in args) and op not in (
+            "Reshape", "TopK"):
+        raise UnsupportedError(f"{p}: {what} reads the grouped features of a sort; only "
+                               "Reshape -> TopK (ascending) -> Reshape is read, as GroupSort")
 
     def tensor(i: int) -> int:
         if i >= len(args) or args[i] is None or args[i][0] != "node":
@@ -1170,6 +1238,30 @@ def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
         if attrs.get("axis", 1) != 1:
             raise UnsupportedError(f"{p}: {what} with axis {attrs['axis']} (only 1)")
         return ("node", b.add(Flatten(), (tensor(0),), what))
+    if op == "Reshape" and args[0][0] == "sorted":
+        # the end of a GroupSort: (batch, n / g, g) sorted along its last axis, back to
+        # (batch, n)
+        _, x, g = args[0]
+        target = const(1)
+        if target is None or target.size != 2 or int(target[1]) not in (-1, b.shapes[x][0]):
+            raise UnsupportedError(f"{p}: {what} does not undo the grouping of a sort")
+        return ("node", b.add(GroupSort(g), (x,), what))
+    if op == "Reshape" and args[0][0] == "node":
+        target = const(1)
+        sample = b.shapes[args[0][1]]
+        if (target is not None and target.size == 3 and len(sample) == 1
+                and int(target[2]) >= 1 and int(target[1]) * int(target[2]) == sample[0]):
+            # the start of a GroupSort as torch exports it: (batch, n) -> (batch, n / g, g)
+            return ("grouped", args[0][1], int(target[2]))
+    if op == "TopK" and args[0][0] == "grouped":
+        _, x, g = args[0]
+        k = const(1)
+        if (attrs.get("largest", 1) != 0 or attrs.get("sorted", 1) != 1
+                or attrs.get("axis", -1) not in (2, -1) or k is None
+                or int(np.ravel(k)[0]) != g):
+            raise UnsupportedError(f"{p}: {what} is not an ascending sort of whole groups "
+                                   "(GroupSort: largest=0, sorted=1, k = group size, last axis)")
+        return ("sorted", x, g)
     if op == "Reshape":
         target = const(1)
         if target is None or target.size != 2 or np.any(target == 0):

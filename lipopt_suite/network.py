@@ -9,8 +9,11 @@ k >= 1 applies its op to the outputs of earlier nodes (id 0 is the input), and t
 node is the output, as the graph (g_1, ..., g_K) of Scaman & Virmaux (NeurIPS 2018,
 Algorithm 2). A sequential network is the chain special case (`as_nodes`). Graph nodes may
 also add, subtract or scale their inputs (`Add`), concatenate them (`Concat`), normalise
-channels (`BatchNorm`, eval mode), sort groups (`GroupSort`) and apply the activations of
-`GRAPH_ACTIVATIONS`.
+channels (`BatchNorm`, eval mode) and apply the activations of `GRAPH_ACTIVATIONS`.
+
+`GroupSort` (contiguous groups of the features sorted ascending; MaxMin is group size 2) is
+a layer of sequential networks and a graph op. It is not elementwise: `mlp()` refuses it,
+and only methods that handle it ask for `mlp(groupsort=True)`.
 """
 
 from __future__ import annotations
@@ -173,7 +176,33 @@ class Flatten:
     type_name = "flatten"
 
 
-Layer = Union[Affine, Conv2d, Activation, MaxPool2d, AvgPool2d, Flatten]  # noqa: UP007
+@dataclass(frozen=True)
+class GroupSort:
+    """Sort consecutive groups of `group_size` entries along the first axis of a sample,
+    ascending (Anil, Lucas & Grosse, ICML 2019); group size 2 is MaxMin, each pair becoming
+    (min, max). A permutation on each piece, 1-Lipschitz in every l_p norm."""
+
+    group_size: int = 2
+    type_name = "groupsort"
+
+    def __post_init__(self) -> None:
+        g = self.group_size
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+            raise InputError(f"group size must be a positive integer, got {g!r}")
+        object.__setattr__(self, "group_size", int(g))
+
+    def comparator_rounds(self, n: int) -> list[list[tuple[int, int]]]:
+        """A sorting network of this sort on n features: rounds of disjoint comparators
+        (i, j), i < j, each putting the smaller value at i and the larger at j. Odd-even
+        transposition within each group: group_size rounds (one for MaxMin), which sort any
+        input (Knuth, TAOCP vol. 3, 5.3.4)."""
+        g = self.group_size
+        rounds = [[(start + i, start + i + 1) for start in range(0, n, g)
+                   for i in range(r % 2, g - 1, 2)] for r in range(g if g > 2 else 1)]
+        return [r for r in rounds if r]
+
+
+Layer = Union[Affine, Conv2d, Activation, MaxPool2d, AvgPool2d, Flatten, GroupSort]  # noqa: UP007
 LINEAR_TYPES = (Affine, Conv2d, AvgPool2d)
 
 
@@ -219,17 +248,7 @@ class BatchNorm:
     type_name = "batchnorm"
 
 
-@dataclass(frozen=True)
-class GroupSort:
-    """Sort consecutive groups of `group_size` entries along the first axis of a sample
-    (Anil, Lucas & Grosse, ICML 2019): a permutation on each piece, 1-Lipschitz in every
-    l_p norm."""
-
-    group_size: int = 2
-    type_name = "groupsort"
-
-
-Op = Union[Layer, Add, Concat, BatchNorm, GroupSort]  # noqa: UP007
+Op = Union[Layer, Add, Concat, BatchNorm]  # noqa: UP007
 MULTI_INPUT = (Add, Concat)
 WEIGHTED = (Affine, Conv2d, BatchNorm)  # ops that take arrays W{k}, b{k} in the .npz format
 
@@ -275,6 +294,13 @@ def _layer_repr(layer: Layer) -> str:
     if isinstance(layer, GroupSort):
         return f"GroupSort({layer.group_size})"
     return f"{type(layer).__name__}()"
+
+
+def _act_label(a: Activation | GroupSort) -> str:
+    """'relu', 'maxmin' (GroupSort of pairs), 'groupsort4', ..."""
+    if isinstance(a, GroupSort):
+        return "maxmin" if a.group_size == 2 else f"groupsort{a.group_size}"
+    return a.name
 
 
 def _describe(index: int, layer: Layer, ordinal: dict[int, int], what: str = "layer") -> str:
@@ -407,8 +433,13 @@ class Network:
         activation: str | Sequence[str] = "relu",
         *,
         negative_slope: float = 0.01,
+        group_size: int | Sequence[int] = 2,
     ) -> Network:
-        """An MLP from weight matrices W_k of shape (out, in); biases default to zero."""
+        """An MLP from weight matrices W_k of shape (out, in); biases default to zero.
+
+        `activation` is one name or one per hidden layer: an elementwise activation of
+        ACTIVATIONS, or "groupsort" (sorting contiguous groups of `group_size` features,
+        one size or one per hidden layer) or "maxmin" (group size 2)."""
         weights = [np.asarray(W, dtype=np.float64) for W in weights]
         if not weights:
             raise InputError("empty network: no weight matrices")
@@ -416,17 +447,29 @@ class Network:
             biases = [np.zeros(W.shape[0]) for W in weights]
         if len(biases) != len(weights):
             raise InputError(f"{len(weights)} weight matrices but {len(biases)} biases")
-        acts = [activation] * (len(weights) - 1) if isinstance(activation, str) else list(
-            activation)
-        if len(acts) != len(weights) - 1:
-            raise InputError(f"{len(weights)} layers need {len(weights) - 1} activations")
+        hidden = len(weights) - 1
+        acts = [activation] * hidden if isinstance(activation, str) else list(activation)
+        if len(acts) != hidden:
+            raise InputError(f"{len(weights)} layers need {hidden} activations")
+        sizes = ([group_size] * hidden if isinstance(group_size, (int, np.integer))
+                 else list(group_size))
+        if len(sizes) != hidden:
+            raise InputError(f"{hidden} hidden layers need {hidden} group sizes, got "
+                             f"{len(sizes)}")
         layers: list[Layer] = []
         for k, (W, b) in enumerate(zip(weights, biases)):
             if W.ndim != 2:
                 raise InputError(f"W{k} must be a matrix, got shape {W.shape}")
             layers.append(Affine(W, b))
-            if k < len(weights) - 1:
-                layers.append(Activation(acts[k], negative_slope))
+            if k < hidden:
+                if acts[k] in ("groupsort", "maxmin"):
+                    g = 2 if acts[k] == "maxmin" else sizes[k]
+                    if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
+                        raise InputError(f"group size of hidden layer {k} must be an integer, "
+                                         f"got {g!r}")
+                    layers.append(GroupSort(int(g)))
+                else:
+                    layers.append(Activation(acts[k], negative_slope))
         return cls(tuple(layers), (weights[0].shape[1],))
 
     @classmethod
@@ -522,7 +565,7 @@ class Network:
         shape = self.input_shape
         shapes = [shape]
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, (Affine, Conv2d, Pool2d, Flatten, Activation)):
+            if not isinstance(layer, (Affine, Conv2d, Pool2d, Flatten, Activation, GroupSort)):
                 raise UnsupportedError(f"layer {i}: unsupported layer type {type(layer).__name__}")
             shape = out_shape(layer, [shape], _describe(i, layer, ordinal))
             shapes.append(shape)
@@ -591,18 +634,43 @@ class Network:
         return [layer for layer in ops if isinstance(layer, Activation)]
 
     @property
+    def groupsorts(self) -> list[GroupSort]:
+        """The GroupSort layers (or graph nodes), in order."""
+        ops = [n.op for n in self.nodes] if self.is_graph else self.layers
+        return [layer for layer in ops if isinstance(layer, GroupSort)]
+
+    @property
+    def has_groupsort(self) -> bool:
+        return bool(self.groupsorts)
+
+    @property
     def is_relu(self) -> bool:
-        """Piecewise linear with ReLU as its only activation (max/avg pooling allowed)."""
-        return all(a.name == "relu" for a in self.activations)
+        """Piecewise linear with ReLU as its only activation (max/avg pooling allowed; no
+        GroupSort)."""
+        return not self.has_groupsort and all(a.name == "relu" for a in self.activations)
 
     @property
     def is_piecewise_linear(self) -> bool:
+        """Every activation piecewise linear (GroupSort is)."""
         return all(a.piecewise_linear for a in self.activations)
 
     @property
     def is_mlp(self) -> bool:
+        """An MLP with elementwise activations (`mlp()` succeeds)."""
         try:
             self.mlp()
+        except InputError:
+            return False
+        return True
+
+    @property
+    def is_groupsort_mlp(self) -> bool:
+        """An MLP whose hidden activations are GroupSort (or elementwise), with at least one
+        GroupSort (`mlp(groupsort=True)` succeeds)."""
+        if not self.has_groupsort:
+            return False
+        try:
+            self.mlp(groupsort=True)
         except InputError:
             return False
         return True
@@ -612,12 +680,24 @@ class Network:
         ops = [n.op for n in self.nodes] if self.is_graph else self.layers
         return sum(isinstance(layer, (Affine, Conv2d)) for layer in ops)
 
-    def mlp(self) -> tuple[list[np.ndarray], list[np.ndarray], list[Activation]]:
+    def mlp(self, *, groupsort: bool = False) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                        list[Any]]:
         """(weights, biases, activations) of an MLP: affine layers with one activation between
-        consecutive ones. Raises UnsupportedError naming the first layer that does not fit."""
+        consecutive ones. Raises UnsupportedError naming the first layer that does not fit.
+
+        The activations are elementwise `Activation`s; a GroupSort layer is refused unless
+        `groupsort=True`, for methods that handle it (the list then holds `GroupSort`
+        entries too, which have no slopes)."""
+        if not groupsort and self.has_groupsort and not self.is_graph:
+            ops = list(self.layers)
+            i = next(k for k, op in enumerate(ops) if isinstance(op, GroupSort))
+            raise UnsupportedError(
+                f"not an elementwise MLP: layer {i} is GroupSort({ops[i].group_size}), not an "
+                "elementwise activation (this method needs slope-restricted elementwise "
+                "activations)")
         return self.memo(__name__, "mlp", self._compute_mlp)
 
-    def _compute_mlp(self) -> tuple[list[np.ndarray], list[np.ndarray], list[Activation]]:
+    def _compute_mlp(self) -> tuple[list[np.ndarray], list[np.ndarray], list[Any]]:
         if self.is_graph:
             raise UnsupportedError(f"not an MLP: a computation graph of {len(self.nodes)} "
                                    "nodes (this method needs Linear/activation layers only)")
@@ -633,7 +713,7 @@ class Network:
                 weights.append(layer.W)
                 biases.append(layer.b)
                 expect_affine = False
-            elif not expect_affine and isinstance(layer, Activation):
+            elif not expect_affine and isinstance(layer, (Activation, GroupSort)):
                 acts.append(layer)
                 expect_affine = True
             else:
@@ -654,13 +734,13 @@ class Network:
             ops = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items())
             return (f"graph {self.input_shape} -> {self.output_shape}: {len(self.nodes)} "
                     f"nodes ({ops})")
-        if self.is_mlp:
-            ws, _, acts = self.mlp()
+        if self.is_mlp or self.is_groupsort_mlp:
+            ws, _, acts = self.mlp(groupsort=True)
             sizes = [ws[0].shape[1]] + [W.shape[0] for W in ws]
-            names = sorted({a.name for a in acts}) or ["linear"]
+            names = sorted({_act_label(a) for a in acts}) or ["linear"]
             return f"mlp {'-'.join(map(str, sizes))} {'/'.join(names)}"
-        kinds = [layer.name if isinstance(layer, Activation) else layer.type_name
-                 for layer in self.layers]
+        kinds = [_act_label(layer) if isinstance(layer, (Activation, GroupSort))
+                 else layer.type_name for layer in self.layers]
         return f"net {self.input_shape} -> {self.output_shape}: " + ", ".join(kinds)
 
     # ------------------------------------------------------------------ torch
@@ -744,6 +824,14 @@ def _torch_op(layer: Op):
 _TORCH_CLASSES: dict[str, Any] = {}
 
 
+def __getattr__(name: str) -> Any:
+    """`GroupSortModule`, the torch module of GroupSort, defined on first use (so that
+    importing this module does not import torch)."""
+    if name == "GroupSortModule":
+        return _torch_classes()["GroupSortModule"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _torch_classes() -> dict[str, Any]:
     """The small nn.Modules of the graph ops, defined on first use (torch imported lazily)."""
     if _TORCH_CLASSES:
@@ -821,14 +909,27 @@ def _torch_classes() -> dict[str, Any]:
             return x * self.scale.reshape(view) + self.shift.reshape(view)
 
     class GroupSortModule(nn.Module):
-        def __init__(self, group_size: int) -> None:
+        """GroupSort for torch (which has none): contiguous groups of `group_size` along
+        dim 1 sorted ascending (group size 2: MaxMin). `io.from_torch` reads it as a
+        GroupSort layer."""
+
+        def __init__(self, group_size: int = 2) -> None:
             super().__init__()
-            self.group_size = int(group_size)
+            g = group_size
+            if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+                raise InputError(f"group size must be a positive integer, got {g!r}")
+            self.group_size = int(g)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             g = self.group_size
+            if x.dim() < 2 or x.shape[1] % g:
+                raise InputError(f"GroupSort({g}) needs a feature axis (dim 1) divisible "
+                                 f"by {g}, got input of shape {tuple(x.shape)}")
             grouped = x.reshape(x.shape[0], x.shape[1] // g, g, *x.shape[2:])
             return torch.sort(grouped, dim=2).values.reshape(x.shape)
+
+        def extra_repr(self) -> str:
+            return f"group_size={self.group_size}"
 
     _TORCH_CLASSES.update(GraphModule=GraphModule, Elementwise=Elementwise,
                           AddModule=AddModule, ConcatModule=ConcatModule,

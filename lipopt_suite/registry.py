@@ -41,13 +41,15 @@ class MethodInfo:
     anchored: str = "never"  # "never", "optional", "only": whether it bounds anchored constants
     activations: tuple[str, ...] = ()  # activations it handles; empty: any
     graphs: bool = False  # accepts computation-graph networks (else sequential ones only)
+    groupsort: bool = False  # handles GroupSort layers (else refuses networks holding one)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "norms": list(self.norms),
                 "summary": self.summary, "relu_only": self.relu_only,
                 "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
                 "domain_kinds": list(self.domain_kinds), "anchored": self.anchored,
-                "activations": list(self.activations), "graphs": self.graphs}
+                "activations": list(self.activations), "graphs": self.graphs,
+                "groupsort": self.groupsort}
 
 
 METHODS: dict[str, MethodInfo] = {}
@@ -108,9 +110,14 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
         raise UnsupportedError(f"method {info.name} needs a sequential network (layers in "
                                "order), this one is a computation graph; methods for graphs: "
                                f"{', '.join(able)}")
-    if info.mlp_only and not net.is_mlp:
+    if net.has_groupsort and not info.groupsort:
+        able = sorted(m.name for m in METHODS.values() if m.groupsort)
+        raise UnsupportedError(f"method {info.name} does not handle GroupSort layers (not "
+                               "elementwise activations); methods for GroupSort networks: "
+                               f"{', '.join(able)}")
+    if info.mlp_only:
         try:
-            net.mlp()
+            net.mlp(groupsort=info.groupsort)
         except InputError as exc:
             raise UnsupportedError(f"method {info.name} needs an MLP: {exc}") from None
     allowed = ("relu",) if info.relu_only else info.activations

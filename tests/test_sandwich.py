@@ -1,6 +1,7 @@
-"""Soundness against brute force: on seeded tiny ReLU nets every certified lower bound is at
-most the exact constant (every full-dimensional linear region enumerated) and every
-certified upper bound at least it, for every registered method that applies."""
+"""Soundness against brute force: on seeded tiny ReLU and GroupSort/MaxMin nets every
+certified lower bound is at most the exact constant (every full-dimensional linear region
+enumerated) and every certified upper bound at least it, for every registered method that
+applies."""
 
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ def bounds_for(net: Network, norm: str) -> list:
     return out
 
 
-def assert_sandwich(net: Network, norm: str, exact: float) -> None:
-    checked = 0
+def assert_sandwich(net: Network, norm: str, exact: float) -> list[str]:
+    checked = []
     for b in bounds_for(net, norm):
         if not b.certified or b.status != "ok" or not math.isfinite(b.value):
             continue
@@ -60,8 +61,9 @@ def assert_sandwich(net: Network, norm: str, exact: float) -> None:
             assert b.value >= exact * (1 - SANDWICH_RTOL), (b.method, b.value, exact)
         elif b.kind == "exact":
             assert b.value == pytest.approx(exact, rel=1e-6), (b.method, b.value, exact)
-        checked += 1
-    assert checked >= 5
+        checked.append(b.method)
+    assert len(checked) >= 5
+    return checked
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -71,6 +73,33 @@ def test_sandwich_on_random_nets(seed, norm):
     exact = estimate(net, "regions", norm=norm)
     assert exact.kind == "exact"
     assert_sandwich(net, norm, exact.value)
+
+
+@functools.cache
+def tiny_sort_net(seed: int) -> Network:
+    """A seeded MLP with GroupSort layers: widths 2, 4 or 6, groups of 2 (MaxMin) or of a
+    larger size dividing the width."""
+    rng = np.random.default_rng(5000 + seed)
+    n = int(rng.integers(2, 4))
+    widths = [int(rng.choice([2, 4, 6])) for _ in range(int(rng.integers(1, 3)))]
+    sizes = [n] + widths + [int(rng.integers(1, 3))]
+    groups = [int(rng.choice([g for g in (2, 3, 4) if w % g == 0])) for w in widths]
+    ws = [rng.standard_normal((sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
+          for k in range(len(sizes) - 1)]
+    bs = [0.5 * rng.standard_normal(sizes[k + 1]) for k in range(len(sizes) - 1)]
+    return Network.from_mlp(ws, bs, "groupsort", group_size=groups)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("norm", ["2", "inf"])
+def test_sandwich_on_groupsort_nets(seed, norm):
+    net = tiny_sort_net(seed)
+    exact = estimate(net, "regions", norm=norm)
+    assert exact.kind == "exact"
+    checked = assert_sandwich(net, norm, exact.value)
+    assert "autolip" in checked and "random" in checked
+    if norm == "2":
+        assert "lipsdp-groupsort" in checked
 
 
 def test_relu_difference_is_sqrt2():

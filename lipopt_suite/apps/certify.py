@@ -186,7 +186,8 @@ def cli_configure(parser: argparse.ArgumentParser) -> None:
 def cli_run(args: argparse.Namespace) -> int:
     net, extras = load_problem(args.net)
     if not net.is_relu:
-        names = sorted({a.name for a in net.activations if a.name != "relu"})
+        names = sorted({a.name for a in net.activations if a.name != "relu"}
+                       | ({"groupsort"} if net.has_groupsort else set()))
         raise UnsupportedError(f"certify needs a ReLU network, this one has "
                                f"{', '.join(names)} activations")
     if args.center is not None:

@@ -191,7 +191,8 @@ def prepare(net: Network, center: Any, *, device: Any = None, cap: bool = True) 
     """Check the network and the centre and run the nominal forward pass at x0."""
     net.validate()
     if not net.is_relu:
-        names = sorted({a.name for a in net.activations if a.name != "relu"})
+        names = sorted({a.name for a in net.activations if a.name != "relu"}
+                       | ({"groupsort"} if net.has_groupsort else set()))
         raise UnsupportedError(f"local bounds need a ReLU network, this one has "
                                f"{', '.join(names)} activations")
     x0 = np.asarray(center, dtype=np.float64)

@@ -735,7 +735,7 @@ def _sampled(name: str, net: Network, norm: str, domain: Domain | None, space: S
 
 # ------------------------------------------------------------------------ methods
 @method("data", kind="lower", norms=("2", "inf", "1"), needs=("X",), anchored="optional",
-        graphs=True,
+        graphs=True, groupsort=True,
         summary="largest Jacobian norm over the data points X")
 def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any = None,
          device: Any = None) -> Bound:
@@ -752,6 +752,7 @@ def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any 
 
 
 @method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
+        groupsort=True,
         summary="largest Jacobian norm (or secant) at random points, at every scale")
 def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   samples: int = 2000, seed: int = 0, multiscale: bool = True,
@@ -770,7 +771,7 @@ def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None
 
 
 @method("gradient-ascent", kind="lower", norms=("2", "inf", "1"), anchored="optional",
-        graphs=True,
+        graphs=True, groupsort=True,
         summary="gradient ascent on secant ratios from the best random points, every scale")
 def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = None,
                     restarts: int = 16, steps: int = 300, lr: float = 0.05,
@@ -889,6 +890,7 @@ class LogWarp:
 
 
 @method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
+        groupsort=True,
         summary="simulated annealing (scipy dual_annealing) on the Jacobian norm, every scale")
 def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
               maxfun: int = 3000, samples: int = 2000, seed: int = 0, multiscale: bool = True,
@@ -940,6 +942,7 @@ GRID_DEFAULT_POINTS = {1: 20_000, 2: 400, 3: 60}
 
 
 @method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
+        groupsort=True,
         summary="Jacobian norm on a regular grid (input dimension <= 3)")
 def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
          resolution: int | None = None, radius: float | None = None, X: Any = None,
@@ -964,6 +967,7 @@ def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
 
 @method("clever", kind="estimate", norms=("2", "inf", "1"), domain="required",
         anchored="optional", graphs=True,
+        groupsort=True,
         summary="CLEVER: extreme-value estimate of the local constant (no guarantee)")
 def clever(net: Network, *, norm: str = "2", domain: Domain | None = None,
            batches: int = 50, batch_size: int = 64, seed: int = 0, device: Any = None) -> Bound:

@@ -14,7 +14,7 @@ from .autolip import graph_autolip
 from .linalg import frobenius_norm, layer_upper_bounds, network_layer_bounds
 
 
-@method("frobenius", kind="upper", norms=("2",), domain="never",
+@method("frobenius", kind="upper", norms=("2",), domain="never", groupsort=True,
         summary="product of the layers' Frobenius norms (and activation slopes)")
 def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """Product of Frobenius norms: ||W||_2 <= ||W||_F for every linear layer.
@@ -35,7 +35,7 @@ def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None) ->
             f = layer.lipschitz
         elif isinstance(layer, MaxPool2d):
             f = math.sqrt(layer.overlap)
-        else:
+        else:  # flatten; GroupSort permutes each group, 1-Lipschitz in l2
             f = 1.0
         factors.append(f)
     value = rounded_up_product(factors)
@@ -54,6 +54,7 @@ def rounded_up_product(factors: list[float]) -> float:
 
 
 @method("autolip", kind="upper", norms=("2", "inf", "1"), domain="never", graphs=True,
+        groupsort=True,
         summary="AutoLip: product of certified layer norms; Algorithm 2 on graphs")
 def autolip(net: Network, *, norm: str = "2", domain: Domain | None = None,
             device: Any = None, power_method: bool = True) -> Bound:

@@ -141,6 +141,8 @@ def seqlip_greedy(net: Network, *, norm: str = "2", domain: Domain | None = None
     Guarantee: estimate, no guarantee (the greedy max and the truncation can both fall short
     of the SeqLip bound, and SeqLip itself can be far above the true constant).
     """
+    if net.has_groupsort:
+        net.mlp()  # raises: GroupSort is not an elementwise activation
     if net.is_mlp:
         weights, _, acts = net.mlp()
         svds = _factors(weights)

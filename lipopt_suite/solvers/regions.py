@@ -8,9 +8,16 @@ current region, and each side of its hyperplane is kept when it is full-dimensio
 side is known to be full-dimensional when a known interior point lies strictly on it;
 otherwise a Chebyshev-ball LP (solved with HiGHS) decides and, if so, supplies one.
 
+A GroupSort layer (contiguous groups sorted ascending; MaxMin for pairs) is piecewise
+linear too: it is run as a sorting network of comparators (odd-even transposition within
+each group; one comparator per pair for MaxMin), each comparator's hyperplane v_i - v_j = 0
+splitting the region, its two sides mapping the pair by the identity or by the swap. So a
+MaxMin layer of n units brings n/2 hyperplanes, and the enumeration counts comparators
+where an elementwise layer counts neurons.
+
 This is the ground truth for the project's soundness tests. The number of regions grows
-like sum_{k<=n} C(N, k) for N hidden units and input dimension n, so large inputs or
-widths are refused.
+like sum_{k<=n} C(N, k) for N hidden units (or comparators) and input dimension n, so
+large inputs or widths are refused.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 
 from ..bound import Bound, Domain
 from ..errors import UnsupportedError
-from ..network import Network
+from ..network import GroupSort, Network
 from ..quiet import native_silence
 from ..registry import method
 
@@ -43,7 +50,8 @@ INITIAL_SAMPLES = 2048
 
 @dataclass(frozen=True)
 class Region:
-    """One full-dimensional linear region: its activation slopes, Jacobian, interior point."""
+    """One full-dimensional linear region: its activation slopes (for a GroupSort layer one
+    0/1 per comparator, 1 where the pair was swapped), Jacobian, interior point."""
 
     slopes: tuple[np.ndarray, ...]
     jacobian: np.ndarray
@@ -101,23 +109,57 @@ class _Stop(Exception):
     """A limit (regions or time) was reached."""
 
 
+@dataclass(frozen=True)
+class _Hidden:
+    """How the enumeration splits one hidden layer: neurons with their negative slope
+    (elementwise) or the comparators of a sort."""
+
+    negative: float = 0.0
+    comparators: tuple[tuple[int, int], ...] | None = None
+
+    def pieces(self, width: int) -> int:
+        return width if self.comparators is None else len(self.comparators)
+
+
 def _check_net(net: Network, max_input_dim: int = MAX_INPUT_DIM,
                max_hidden_units: int = MAX_HIDDEN_UNITS
-               ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
-    weights, biases, acts = net.mlp()
+               ) -> tuple[list[np.ndarray], list[np.ndarray], list[_Hidden]]:
+    weights, biases, acts = net.mlp(groupsort=True)
     if not net.is_piecewise_linear:
-        raise UnsupportedError("regions needs a ReLU or leaky-ReLU MLP (piecewise linear)")
+        raise UnsupportedError("regions needs a ReLU, leaky-ReLU or GroupSort MLP (piecewise "
+                               "linear)")
+    hidden: list[_Hidden] = []
+    for W, a in zip(weights, acts):
+        if isinstance(a, GroupSort):
+            rounds = a.comparator_rounds(W.shape[0])
+            hidden.append(_Hidden(comparators=tuple(c for r in rounds for c in r)))
+        else:
+            hidden.append(_Hidden(negative=a.slopes[0] if a.name == "leaky_relu" else 0.0))
     n = weights[0].shape[1]
-    hidden = sum(W.shape[0] for W in weights[:-1])
-    if n > max_input_dim or hidden > max_hidden_units:
+    units = sum(h.pieces(W.shape[0]) for h, W in zip(hidden, weights))
+    what = "hidden units" if not net.has_groupsort else "hidden units or comparators"
+    if n > max_input_dim or units > max_hidden_units:
         raise UnsupportedError(
-            f"regions: input dimension {n} and {hidden} hidden units may give up to "
-            f"sum_(k<={n}) C({hidden}, k) linear regions; enumeration is limited to input "
-            f"dimension <= {max_input_dim} and <= {max_hidden_units} hidden units (raise "
+            f"regions: input dimension {n} and {units} {what} may give up to "
+            f"sum_(k<={n}) C({units}, k) linear regions; enumeration is limited to input "
+            f"dimension <= {max_input_dim} and <= {max_hidden_units} {what} (raise "
             "max_input_dim / max_hidden_units with a time limit, use mip for p = inf/1, or "
             "upper and lower bounds)")
-    negative = [a.slopes[0] if a.name == "leaky_relu" else 0.0 for a in acts]
-    return weights, biases, negative
+    return weights, biases, hidden
+
+
+def _implied(rel: frozenset, a: int, b: int) -> bool:
+    """Whether a <= b follows from the pairs (x, y), x <= y, of `rel` by transitivity."""
+    frontier, seen = [a], {a}
+    while frontier:
+        x = frontier.pop()
+        for lo, hi in rel:
+            if lo == x and hi not in seen:
+                if hi == b:
+                    return True
+                seen.add(hi)
+                frontier.append(hi)
+    return False
 
 
 def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
@@ -127,7 +169,7 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
                       max_hidden_units: int = MAX_HIDDEN_UNITS) -> RegionSet:
     """Every full-dimensional linear region of a piecewise-linear MLP (meeting the box
     [lower, upper] if given). `complete` is False if a limit stopped the enumeration."""
-    weights, biases, negative = _check_net(net, max_input_dim, max_hidden_units)
+    weights, biases, hidden = _check_net(net, max_input_dim, max_hidden_units)
     start = time.perf_counter()
     n = weights[0].shape[1]
     rng = np.random.default_rng(seed)
@@ -155,31 +197,18 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
     slivers = [0]
     last = len(weights) - 1
 
-    def explore(layer: int, i: int, P: np.ndarray, q: np.ndarray, ZA: np.ndarray,
-                Zc: np.ndarray, done: tuple, cur: list, pts: np.ndarray) -> None:
-        if len(regions) >= max_regions or (
-                time_limit is not None and time.perf_counter() - start > time_limit):
-            raise _Stop
-        if layer == last:
-            regions.append(Region(done, weights[-1] @ P, pts[0]))
-            return
-        if i == ZA.shape[0]:
-            slope = np.array(cur)
-            P2, q2 = slope[:, None] * ZA, slope * Zc
-            nxt = layer + 1
-            explore(nxt, 0, P2, q2, weights[nxt] @ P2, weights[nxt] @ q2 + biases[nxt],
-                     done + (slope,), [], pts)
-            return
-        a, c = ZA[i], Zc[i]
+    def sides(a: np.ndarray, c: float, scale_a: float, pts: np.ndarray, choices: tuple,
+              go) -> None:
+        """Explore both sides of a^T x + c = 0 that are full-dimensional: choices[0] on the
+        side a^T x + c <= 0, choices[1] on the other, `go(choice, points)` for each."""
         a_norm = float(np.linalg.norm(a))
-        if a_norm <= 1e-14 * (1.0 + float(np.abs(ZA).max())):
+        if a_norm <= 1e-14 * (1.0 + scale_a):
             # constant on the region: one side only (both sides agree when c == 0)
-            explore(layer, i + 1, P, q, ZA, Zc, done,
-                    cur + [1.0 if c > 0 else negative[layer]], pts)
+            go(choices[1] if c > 0 else choices[0], pts)
             return
         vals = pts @ a + c
         margin = STRICT_MARGIN * (a_norm * (1.0 + np.abs(pts).max(axis=1)) + abs(c))
-        for slope, sign in ((negative[layer], -1.0), (1.0, 1.0)):
+        for choice, sign in ((choices[0], -1.0), (choices[1], 1.0)):
             # this side: sign * (a^T x + c) >= 0, i.e. -sign a^T x <= sign c
             side = pts[sign * vals > margin]
             lp.push(-sign * a, sign * c)
@@ -190,13 +219,69 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
                         slivers[0] += t > floor
                         continue
                     side = x[None]
-                explore(layer, i + 1, P, q, ZA, Zc, done, cur + [slope], side)
+                go(choice, side)
             finally:
                 lp.pop()
 
+    def next_layer(layer: int, P2: np.ndarray, q2: np.ndarray, done: tuple,
+                   pts: np.ndarray) -> None:
+        nxt = layer + 1
+        explore(nxt, 0, weights[nxt] @ P2, weights[nxt] @ q2 + biases[nxt], done, [], pts)
+
+    def explore(layer: int, i: int, ZA: np.ndarray, Zc: np.ndarray, done: tuple, cur: list,
+                pts: np.ndarray, perm: tuple[int, ...] | None = None,
+                rel: frozenset = frozenset()) -> None:
+        """The pre-activation (or, in a sort, the partly sorted values) of `layer` is
+        ZA x + Zc on the current region; `cur` holds its choices so far (slopes, or swaps).
+        In a sort, `perm` gives the pre-activation at each position and `rel` the pairs
+        (a, b) with pre-activation a <= b on the region, from the comparisons so far."""
+        if len(regions) >= max_regions or (
+                time_limit is not None and time.perf_counter() - start > time_limit):
+            raise _Stop
+        if layer == last:
+            regions.append(Region(done, ZA, pts[0]))
+            return
+        h = hidden[layer]
+        if h.comparators is None:
+            if i == ZA.shape[0]:
+                slope = np.array(cur)
+                next_layer(layer, slope[:, None] * ZA, slope * Zc, done + (slope,), pts)
+                return
+            sides(ZA[i], float(Zc[i]), float(np.abs(ZA).max()), pts, (h.negative, 1.0),
+                  lambda s, p: explore(layer, i + 1, ZA, Zc, done, cur + [s], p))
+            return
+        if i == len(h.comparators):
+            next_layer(layer, ZA, Zc, done + (np.array(cur, dtype=np.float64),), pts)
+            return
+        j, k = h.comparators[i]
+        perm = perm if perm is not None else tuple(range(ZA.shape[0]))
+        p, q = perm[j], perm[k]  # the pre-activations now at positions j and k
+
+        def go(swap: float, pts2: np.ndarray) -> None:
+            lo, hi = (q, p) if swap else (p, q)
+            known = rel | {(lo, hi)}
+            if not swap:
+                explore(layer, i + 1, ZA, Zc, done, cur + [0.0], pts2, perm, known)
+                return
+            order = np.arange(ZA.shape[0])
+            order[[j, k]] = order[[k, j]]
+            explore(layer, i + 1, ZA[order], Zc[order], done, cur + [1.0], pts2,
+                    tuple(perm[o] for o in order), known)
+
+        # an order implied by the comparisons made so far (transitively) splits nothing:
+        # its other side is lower-dimensional (the same or a combined hyperplane)
+        if _implied(rel, p, q):
+            go(0.0, pts)
+        elif _implied(rel, q, p):
+            go(1.0, pts)
+        else:
+            # v_j - v_k <= 0 keeps the pair, > 0 swaps it (the smaller value goes to j)
+            sides(ZA[j] - ZA[k], float(Zc[j] - Zc[k]), float(np.abs(ZA).max()), pts,
+                  (0.0, 1.0), go)
+
     complete = True
     try:
-        explore(0, 0, np.eye(n), np.zeros(n), weights[0], biases[0], (), [], X)
+        explore(0, 0, weights[0], biases[0], (), [], X)
     except _Stop:
         complete = False
     return RegionSet(regions, complete, lp.count, time.perf_counter() - start, slivers[0])
@@ -209,12 +294,12 @@ def region_norms(regions: list[Region], norm: str) -> np.ndarray:
 
 
 @method("regions", kind="exact", norms=("2", "inf", "1"), mlp_only=True,
-        domain_kinds=("box",), activations=("relu", "leaky_relu"),
+        domain_kinds=("box",), activations=("relu", "leaky_relu"), groupsort=True,
         summary="exact: max ||J|| over every full-dimensional linear region (tiny nets)")
 def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
             max_regions: int = MAX_REGIONS, time_limit: float | None = None,
             max_input_dim: int = MAX_INPUT_DIM, max_hidden_units: int = MAX_HIDDEN_UNITS) -> Bound:
-    """Exact constant of a small ReLU/leaky-ReLU MLP, globally or over a box.
+    """Exact constant of a small ReLU/leaky-ReLU/GroupSort MLP, globally or over a box.
 
     Reference: the linear-region view of piecewise-linear networks (e.g. Avant & Morgansen,
     Lemma 1: the constant of a continuous piecewise-linear map is the largest norm of its

@@ -88,3 +88,56 @@ def test_a_region_too_thin_to_resolve_is_never_dropped_silently(left, width):
 def test_a_thin_region_above_the_resolution_is_found():
     b = estimate(thin_bump(0.0, 1e-6), "regions")
     assert b.kind == "exact" and b.value == pytest.approx(1.0, rel=1e-12)
+
+
+# ------------------------------------------------------------------ GroupSort
+def _sort_net(sizes, group_size, seed):
+    rng = np.random.default_rng(seed)
+    ws = [rng.standard_normal((sizes[k + 1], sizes[k])) for k in range(len(sizes) - 1)]
+    bs = [0.5 * rng.standard_normal(sizes[k + 1]) for k in range(len(sizes) - 1)]
+    return Network.from_mlp(ws, bs, "groupsort", group_size=group_size)
+
+
+def test_one_maxmin_pair_has_two_regions_and_the_swap_as_jacobian():
+    net = Network.from_mlp([np.eye(2), np.eye(2)], None, "maxmin")
+    rs = enumerate_regions(net)
+    assert len(rs.regions) == 2 and rs.complete
+    jacobians = sorted(tuple(r.jacobian.ravel()) for r in rs.regions)
+    assert jacobians == [(0.0, 1.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0)]
+    assert estimate(net, "regions").value == pytest.approx(1.0, rel=1e-12)
+
+
+def test_a_sort_of_three_has_six_orderings():
+    # three independent inputs sorted: every ordering is a region (3! = 6)
+    net = Network.from_mlp([np.eye(3), np.eye(3)], None, "groupsort", group_size=3)
+    assert len(enumerate_regions(net).regions) == 6
+
+
+@pytest.mark.parametrize("sizes, group_size, seed", [
+    ([2, 4, 4, 1], 2, 0), ([3, 6, 6, 2], 3, 1), ([2, 4, 2], 4, 2), ([3, 6, 4, 2], [3, 2], 3)])
+def test_groupsort_exact_value_matches_dense_sampling(sizes, group_size, seed):
+    net = _sort_net(sizes, group_size, seed)
+    exact = estimate(net, "regions")
+    assert exact.kind == "exact"
+    X = np.random.default_rng(seed).standard_normal((20000, sizes[0])) * 3
+    sampled = jacobian_norms(batch_jacobians(net, X), "2").max().item()
+    # every sampled Jacobian is some region's, and the largest region is real: its interior
+    # witness point has that Jacobian
+    assert sampled <= exact.value * (1 + 1e-9)
+    at_witness = jacobian_norms(batch_jacobians(net, exact.details["witness"]["x"][None]), "2")
+    assert at_witness.item() == pytest.approx(exact.value, rel=1e-9)
+
+
+def test_groupsort_over_a_box_is_at_most_the_global_value():
+    net = _sort_net([2, 4, 4, 1], 2, 4)
+    box = Domain.box(np.zeros(2), 0.2)
+    local = estimate(net, "regions", domain=box)
+    assert local.kind == "exact"
+    assert local.value <= estimate(net, "regions").value * (1 + 1e-12)
+
+
+def test_groupsort_comparators_count_against_the_unit_limit():
+    net = _sort_net([2, 8, 1], 2, 0)  # 4 comparators
+    with pytest.raises(UnsupportedError, match="comparators"):
+        estimate(net, "regions", max_hidden_units=3)
+    assert estimate(net, "regions", max_hidden_units=4).kind == "exact"
