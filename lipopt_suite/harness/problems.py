@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 MANIFEST = "manifest.toml"
 FAMILIES = ("scaman2018", "lipsdp", "exact", "digits", "constrained", "scaman2018-cnn",
-            "graphs")
+            "graphs", "tabular", "lipnets")
 DEFAULT_ROOT = Path("problems")
 REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
 
@@ -40,6 +40,7 @@ DESIGN_METHODS = (
     "frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-neuron", "lipsdp-layer",
     "eclipse-fast", "liplt", "local", "lipopt-lp", "data", "random", "gradient-ascent",
     "annealing", "grid", "clever", "regions", "hypercube", "mip", "bab", "region-walk",
+    "lipsdp-groupsort",
 )
 
 # Hidden width of the scaman2018 MLPs: with 20 units per layer, the ratios Frob./AutoLip
@@ -351,6 +352,19 @@ def _gen_graph(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
     return nets.f_w_network(params.get("w", 1.0)), {}
 
 
+def _gen_tabular(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .tabular import train_tabular
+
+    t = train_tabular(params["name"])
+    return t.net, t.extras
+
+
+def _gen_lipnets(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
+    from .lipnets import generate
+
+    return generate(params)
+
+
 def _gen_fixture(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
     raise AssertionError("fixtures are copied, not generated")  # handled in make_problems
 
@@ -359,7 +373,8 @@ GENERATORS: dict[str, Callable[[dict[str, Any]], tuple[Any, dict[str, np.ndarray
     "scaman_mlp": _gen_scaman, "random_mlp": _gen_random_mlp,
     "lipmip_width": _gen_lipmip_width, "lipmip_depth": _gen_lipmip_depth,
     "digits": _gen_digits, "constrained": _gen_constrained, "lipcst": _gen_lipcst,
-    "scaman_cnn": _gen_scaman_cnn, "graph": _gen_graph, "fixture": _gen_fixture,
+    "scaman_cnn": _gen_scaman_cnn, "graph": _gen_graph, "tabular": _gen_tabular,
+    "lipnets": _gen_lipnets, "fixture": _gen_fixture,
 }
 
 DIGITS_RADII = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -447,6 +462,28 @@ def _suite() -> list[Problem]:
                          "example of Scaman & Virmaux 2018 (AutoLip 1 + |w|)")):
         out.append(Problem(model, f"graphs/{model}.npz", "graphs", what, ("2",),
                            generator="graph", params={"model": model, "seed": 0}))
+    from .tabular import SPECS
+
+    for name, spec in SPECS.items():
+        task = "classifier" if spec.loss == "ce" else "regression"
+        out.append(Problem(
+            name, f"tabular/{name}.npz", "tabular",
+            f"ReLU MLP {'-'.join(map(str, spec.sizes))}, a {task} trained on scikit-learn's "
+            f"{spec.dataset} data; X = the training inputs", ("2", "inf", "1"),
+            generator="tabular", params={"name": name}))
+    from .lipnets import LIPNET_PROBLEMS
+
+    for name, (file, params) in LIPNET_PROBLEMS.items():
+        if "random" in params:
+            what = (f"untrained MaxMin net {'-'.join(map(str, params['random']))} (seeded "
+                    "random weights, biases N(0, 0.5^2))")
+            known: dict[str, float] = {}
+        else:
+            what = (f"MaxMin net, {params['design']} layers (each ||W||_2 <= 1), fitted to "
+                    f"the {params['task']} task; L_2 <= 1 by design")
+            known = {"2": 1.0}
+        out.append(Problem(name, file, "lipnets", what, ("2", "inf", "1"), known_upper=known,
+                           generator="lipnets", params=params))
     for c in ("l2", "linf", "l1", "spectral"):
         from .train import CONSTRAINT_NORM
 
@@ -609,6 +646,13 @@ PRESETS: dict[str, Preset] = {
             Part(("graphs",), ("autolip", "data", "gradient-ascent", "annealing"),
                  _QUICK_LOWER),
             Part(("scaman2018-cnn",), ("autolip", "data", "gradient-ascent"), _QUICK_LOWER),
+            # exact values beyond region enumeration: branch-and-bound
+            Part(("scaman2018", "tiny0", "tiny1", "tiny2", "lipmip_depth1", "lipmip_depth2",
+                  "iris_4_6_6_3", "wine_11_12_12_1", "diabetes_9_16_16_1"), ("bab",)),
+            Part(("iris_4_6_6_3", "wine_11_12_12_1", "diabetes_9_16_16_1"),
+                 FAST_UPPER + SDP + ("gradient-ascent", "region-walk"), _QUICK_LOWER),
+            Part(("lipnets",), ("autolip", "lipsdp-groupsort", "regions", "gradient-ascent"),
+                 {**_QUICK_LOWER, "regions": {"max_input_dim": 11, "max_hidden_units": 64}}),
         ), time_limit=60.0),
     "scaman2018": Preset(
         "scaman2018", "the MLP table of Scaman & Virmaux 2018 (l2)", (
@@ -640,6 +684,19 @@ PRESETS: dict[str, Preset] = {
             Part(("scaman2018-cnn",), ("autolip", "seqlip-greedy", "data", "annealing")),
         ), time_limit=300.0,
         after=(("alexnet.json", "lipopt_suite.harness.cnn_table:write_alexnet_row"),)),
+    "tabular": Preset(
+        "tabular", "exact values of trained tabular nets by branch-and-bound, every bound", (
+            Part(("tabular",), ("bab",) + FAST_UPPER + SDP + ("data", "random",
+                                                             "gradient-ascent",
+                                                             "region-walk")),
+        ), time_limit=600.0),
+    "lipnets": Preset(
+        "lipnets", "Lipschitz-by-design GroupSort nets: certified sandwich vs the design "
+        "bound 1", (
+            Part(("lipnets",), ("autolip", "frobenius", "lipsdp-groupsort", "regions", "data",
+                                "random", "gradient-ascent", "annealing"),
+                 {"regions": {"max_input_dim": 11, "max_hidden_units": 64}}),
+        ), time_limit=300.0),
     "constrained": Preset(
         "constrained", "Lipschitz-constrained training: bounds vs the guaranteed constant", (
             Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "lipsdp-layer",
