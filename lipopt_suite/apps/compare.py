@@ -18,8 +18,8 @@ def cli_configure(parser: argparse.ArgumentParser) -> None:
                         help="manifest names, families or network files (default: the "
                              "preset's problems)")
     parser.add_argument("--preset", default="default",
-                        help="default, scaman2018, lipsdp, exact, local, constrained, or "
-                             "all (every preset in turn, each into runs/PRESET)")
+                        help=", ".join(PRESETS) + ", or all (every preset in turn, each "
+                             "into runs/PRESET)")
     parser.add_argument("--methods", default=None, help="comma-separated method names")
     parser.add_argument("--norm", default=None, help="comma-separated norms (2, inf, 1)")
     parser.add_argument("--out", default=None, help="results directory (default runs/PRESET)")

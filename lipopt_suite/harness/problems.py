@@ -657,9 +657,10 @@ PRESETS: dict[str, Preset] = {
     "scaman2018": Preset(
         "scaman2018", "the MLP table of Scaman & Virmaux 2018 (l2)", (
             Part(("scaman2018",), SCAMAN_COLUMNS + SDP + ("region-walk",)),
-            # what the paper could not give: the exact constant by region enumeration (2-D
-            # inputs; 4 and 5 layers take seconds, 7 layers about 2 minutes; 10 layers stops
-            # at the time limit and reports the regions found, a lower bound)
+            # what the paper could not give: the exact constant, by branch-and-bound (seconds
+            # to a minute at every depth) and by region enumeration (2-D inputs; 7 layers
+            # about 2 minutes, 10 layers stops at the time limit with a lower bound)
+            Part(("scaman2018",), ("bab",)),
             Part(("scaman2018",), ("regions",), {"regions": {"max_hidden_units": 1000}}),
         ), time_limit=300.0),
     "lipsdp": Preset(
