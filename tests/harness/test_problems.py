@@ -155,7 +155,7 @@ def test_presets_name_design_methods_and_existing_problems(manifest) -> None:
     scaman = get_preset("scaman2018")
     assert {m for m, _ in scaman.methods_for(manifest["scaman_mlp4"])} == {
         "frobenius", "autolip", "seqlip", "seqlip-greedy", "data", "annealing", "grid",
-        "regions", "lipsdp-neuron", "lipsdp-layer", "region-walk"}
+        "regions", "bab", "lipsdp-neuron", "lipsdp-layer", "region-walk"}
     # methods that would refuse a problem (too wide, too many inputs) are not scheduled
     wide = {m for m, _ in get_preset("exact").methods_for(manifest["lipmip_width3"])}
     assert "seqlip" not in wide and "regions" not in wide and "grid" in wide
