@@ -67,6 +67,10 @@ class Row:
     ratio: float | None = None
     rank: int | None = None
     published: float | None = None
+    # an anytime exact method stopped early (bab): its certified lower bound, and the gap
+    # upper / lower - 1 it had proven when it stopped
+    lower: float | None = None
+    gap: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -136,7 +140,23 @@ def _row(rec: dict[str, Any], published: dict[str, float]) -> Row:
                radius=rec.get("radius"), key=rec["key"],
                message=str((rec.get("details") or {}).get("message", ""))[:200],
                error_type=str((rec.get("details") or {}).get("error_type", "")),
-               published=published.get(rec["method"]))
+               published=published.get(rec["method"]), **_interval(rec))
+
+
+def _interval(rec: dict[str, Any]) -> dict[str, float]:
+    """The proven interval of an exact method that stopped with an upper bound."""
+    d = rec.get("details") or {}
+    if rec.get("kind") != "upper" or not isinstance(d, dict):
+        return {}
+    low, gap = d.get("lower"), d.get("gap")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+               for v in (low, gap)):
+        return {}
+    return {"lower": float(low), "gap": float(gap)}
+
+
+def _gap(r: Row) -> str:
+    return "" if r.gap is None else f" [>= {fmt(r.lower)}, gap {fmt(100 * r.gap, 3)} %]"
 
 
 def _reference(rows: Sequence[Row], quantity: str) -> float | None:
@@ -278,7 +298,7 @@ def _cell(r: Row | None) -> str:
         return "refused" if r.refused else {"timeout": "timeout", "unavailable": "n/a"}.get(
             r.status, "error")
     mark = "" if r.certified and r.kind != "estimate" else "*"
-    return fmt(r.value) + mark + (" (t)" if r.status == "timeout" else "")
+    return fmt(r.value) + mark + (" (t)" if r.status == "timeout" else "") + _gap(r)
 
 
 def _wide(a: Analysis) -> tuple[list[str], list[list[str]]]:
@@ -301,7 +321,9 @@ def markdown(a: Analysis, title: str) -> str:
     else:
         lines.append("No violation of lower <= exact <= upper among certified bounds.")
     lines += ["", "Values are Lipschitz constants in the norm shown; `*` marks an estimate or "
-              "an uncertified value, `(t)` a bound returned at the time limit. Local columns "
+              "an uncertified value, `(t)` a bound returned at the time limit, `[>= L, gap G %]` "
+              "the certified lower bound and proven gap of an exact method stopped early. "
+              "Local columns "
               "(r=...) bound the constant over the ball of that radius around the problem's "
               "centre.", "", "## Summary", ""]
     header, rows = _wide(a)
@@ -320,7 +342,8 @@ def markdown(a: Analysis, title: str) -> str:
             row = [r.method, r.kind, r.quantity, fmt(r.value) if r.usable else "—",
                    "yes" if r.certified else "no", fmt(r.ratio) if r.ratio else "—",
                    str(r.rank or "—"), f"{r.seconds:.3g}",
-                   r.status + (f": {r.message}" if r.message and not r.usable else "")]
+                   r.status + (f": {r.message}" if r.message and not r.usable else "")
+                   + _gap(r)]
             if has_pub:
                 row.append(fmt(r.published) if r.published is not None else "")
             body.append(row)

@@ -228,3 +228,19 @@ def test_reference_md_sets_a_run_beside_the_reference(tmp_path: Path) -> None:
     row = next(x for x in text.splitlines() if x.startswith("| p |"))
     assert "tighter x0.75" in row and "| same" in row
     assert "1 same, 1 tighter, 0 looser" in text
+
+
+def test_a_stopped_anytime_exact_method_shows_its_proven_interval(tmp_path: Path) -> None:
+    stopped = {"lower": 7.5, "upper": 7.6, "gap": 0.6 / 7.5 * 0.1}
+    records = [rec("bab", "upper", 7.6, status="timeout", details=stopped),
+               rec("autolip", "upper", 20.0, details={"gap": 0.5}),  # not an interval
+               rec("grid", "lower", 7.4)]
+    store = Store(tmp_path)
+    for r in records:
+        store.append(r)
+    store.close()
+    write_report(tmp_path, plots=False)
+    table = (tmp_path / "table.md").read_text()
+    assert "7.6 (t) [>= 7.5, gap 0.8 %]" in table  # the summary cell
+    assert "timeout [>= 7.5, gap 0.8 %]" in table  # the per-problem row
+    assert table.count("gap 0.8") == 2 and "gap 50" not in table
