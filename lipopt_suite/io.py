@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1105,170 +1106,216 @@ def _load_onnx(p: Path) -> Network:
     return b.network(out[1])
 
 
-def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
-               b: GraphBuilder) -> Any:
-    """The value of one ONNX node: ("node", id) or ("const", array)."""
-    op = node.op_type
-    what = f"{op} node {node.name!r}"
-    args = [env.get(name) if name else None for name in node.input]
-    if any(a is None for a in args[:1]):
-        raise UnsupportedError(f"{p}: {what} reads an unknown tensor")
-    if any(a is not None and a[0] in ("grouped", "sorted") for a in args) and op not in (
-            "Reshape", "TopK"):
-        raise UnsupportedError(f"{p}: {what} reads the grouped features of a sort; only "
-                               "Reshape -> TopK (ascending) -> Reshape is read, as GroupSort")
+class _OnnxNode:
+    """One ONNX node being read: its inputs' values, attributes and the graph builder.
+    A value is ("node", id), ("const", array), or the two inner steps of a GroupSort as
+    torch exports it: ("grouped", id, g) after the Reshape, ("sorted", id, g) after TopK."""
 
-    def tensor(i: int) -> int:
-        if i >= len(args) or args[i] is None or args[i][0] != "node":
-            raise UnsupportedError(f"{p}: {what}: input {i} must be computed from the input")
-        return args[i][1]
+    def __init__(self, p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
+                 b: GraphBuilder) -> None:
+        self.p, self.node, self.attrs, self.b = p, node, attrs, b
+        self.op = node.op_type
+        self.what = f"{self.op} node {node.name!r}"
+        self.args = [env.get(name) if name else None for name in node.input]
 
-    def const(i: int) -> np.ndarray | None:
-        return args[i][1] if i < len(args) and args[i] is not None and args[i][0] == "const" \
-            else None
+    def refuse(self, why: str) -> UnsupportedError:
+        return UnsupportedError(f"{self.p}: {self.what}{why}")
 
-    if op == "Constant":
-        value = attrs.get("value")
-        if value is None:
-            raise UnsupportedError(f"{p}: {what} without a tensor value")
-        from onnx import numpy_helper
+    def tensor(self, i: int) -> int:
+        a = self.args[i] if i < len(self.args) else None
+        if a is None or a[0] != "node":
+            raise self.refuse(f": input {i} must be computed from the input")
+        return a[1]
 
-        return ("const", numpy_helper.to_array(value).astype(np.float64))
-    if op in ("Identity", "Dropout"):
-        return args[0]
-    if op == "Gemm":
-        W = const(1)
-        if W is None:
-            raise UnsupportedError(f"{p}: {what} without constant weight")
-        W = W if attrs.get("transB", 0) else W.T
-        c = const(2)
-        return ("node", b.add(Affine(W * attrs.get("alpha", 1.0),
-                                     None if c is None else c * attrs.get("beta", 1.0)),
-                              (tensor(0),), what))
-    if op == "MatMul":
-        W = const(1)
-        if W is None:
-            raise UnsupportedError(f"{p}: MatMul node {node.name!r} without constant weight")
-        return ("node", b.add(Affine(W.T, None), (tensor(0),), what))
-    if op in ("Add", "Sub"):
-        sign = 1.0 if op == "Add" else -1.0
-        if args[0][0] == "node" and args[1][0] == "node":
-            return ("node", b.add(Add((1.0, sign)), (tensor(0), tensor(1)), what))
-        first = 0 if args[0][0] == "node" else 1
-        x, c = tensor(first), const(1 - first)
-        # x + c, c + x, x - c, c - x
-        coeff = -1.0 if op == "Sub" and first == 1 else 1.0
-        shift = -c if op == "Sub" and first == 0 else c
-        if c.size == 1:
-            return ("node", b.add(Add((coeff,), float(shift.reshape(-1)[0])), (x,), what))
-        sample = b.shapes[x]
-        per_channel = (sample[0],) + (1,) * (len(sample) - 1)
-        if coeff == 1.0 and tuple(c.shape) in (per_channel, (1, *per_channel)):
-            # a per-channel bias (a Gemm/MatMul/Conv bias written as its own Add)
-            return ("node", b.add(BatchNorm(np.ones(sample[0]), shift.reshape(-1)), (x,),
-                                  what))
-        raise UnsupportedError(f"{p}: {what} adds a constant of shape {c.shape} that is "
-                               "neither a scalar nor a per-channel bias")
-    if op in ("Mul", "Div"):
-        if args[0][0] == "node" and args[1][0] == "node":
-            raise UnsupportedError(f"{p}: {what} multiplies two tensors")
-        first = 0 if args[0][0] == "node" else 1
-        c = const(1 - first)
-        if c.size != 1 or (op == "Div" and first == 1) or (op == "Div" and float(c) == 0.0):
-            raise UnsupportedError(f"{p}: {what}: only scaling by a constant scalar")
-        factor = float(c.reshape(-1)[0])
-        return _scaled(b, tensor(first), factor if op == "Mul" else 1.0 / factor, what)
-    if op == "Neg":
-        return ("node", b.add(Add((-1.0,)), (tensor(0),), what))
-    act = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
-           "Abs": "abs", "Sin": "sin", "Cos": "cos"}.get(op)
-    if act is not None:
-        return ("node", b.add(Activation(act), (tensor(0),), what))
-    if op == "LeakyRelu":
-        return ("node", b.add(Activation("leaky_relu", float(attrs.get("alpha", 0.01))),
-                              (tensor(0),), what))
-    if op == "Conv":
-        pads = attrs.get("pads", [0, 0, 0, 0])
+    def const(self, i: int) -> np.ndarray | None:
+        a = self.args[i] if i < len(self.args) else None
+        return a[1] if a is not None and a[0] == "const" else None
+
+    def weight(self, i: int) -> np.ndarray:
+        w = self.const(i)
+        if w is None:
+            raise self.refuse(" without constant weight")
+        return w
+
+    def pads(self) -> list[int]:
+        pads = list(self.attrs.get("pads", [0, 0, 0, 0]))
         if pads[0] != pads[2] or pads[1] != pads[3]:
-            raise UnsupportedError(f"{p}: asymmetric padding in Conv node {node.name!r}")
-        weight = const(1)
-        if weight is None:
-            raise UnsupportedError(f"{p}: {what} without constant weight")
-        return ("node", b.add(Conv2d(weight, const(2), attrs.get("strides", [1, 1]), pads[:2]),
-                              (tensor(0),), what))
-    if op in ("MaxPool", "AveragePool"):
-        pads = attrs.get("pads", [0, 0, 0, 0])
-        if pads[0] != pads[2] or pads[1] != pads[3]:
-            raise UnsupportedError(f"{p}: asymmetric padding in {what}")
-        cls = MaxPool2d if op == "MaxPool" else AvgPool2d
-        return ("node", b.add(cls(attrs["kernel_shape"], attrs.get("strides", [1, 1]),
-                                  pads[:2]), (tensor(0),), what))
-    if op == "GlobalAveragePool":
-        x = tensor(0)
-        hw = b.shapes[x][1:]
-        if len(hw) != 2:
-            raise UnsupportedError(f"{p}: {what} on an input of shape {b.shapes[x]}")
-        return ("node", b.add(AvgPool2d(hw, hw), (x,), what))
-    if op == "ReduceMean":
-        x = tensor(0)
-        axes = attrs.get("axes", const(1) if len(args) > 1 else None)
-        shape = b.shapes[x]
-        axes = None if axes is None else tuple(sorted(int(a) % 4 for a in np.ravel(axes)))
-        if len(shape) != 3 or axes != (2, 3):
-            raise UnsupportedError(f"{p}: {what}: only the mean over the spatial axes (2, 3) "
-                                   "of (C, H, W) inputs is supported")
-        k = b.add(AvgPool2d(shape[1:], shape[1:]), (x,), what)
-        return ("node", k if attrs.get("keepdims", 1) else b.add(Flatten(), (k,), what))
-    if op == "BatchNormalization":
-        scale, bias, mean, var = (const(i) for i in range(1, 5))
-        if any(v is None for v in (scale, bias, mean, var)):
-            raise UnsupportedError(f"{p}: {what} without constant statistics")
-        if np.any(var + attrs.get("epsilon", 1e-5) <= 0):
-            raise InputError(f"{p}: {what}: variance must be >= 0")
-        s = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
-        return ("node", b.add(BatchNorm(s, bias - s * mean), (tensor(0),), what))
-    if op == "Concat":
-        ids = tuple(tensor(i) for i in range(len(args)))
-        rank = len(b.shapes[ids[0]]) + 1
-        axis = int(attrs.get("axis", 1)) % rank - 1
-        if axis < 0:
-            raise UnsupportedError(f"{p}: {what} concatenates along the batch axis")
-        return ("node", b.add(Concat(axis), ids, what))
-    if op == "Flatten":
-        if attrs.get("axis", 1) != 1:
-            raise UnsupportedError(f"{p}: {what} with axis {attrs['axis']} (only 1)")
-        return ("node", b.add(Flatten(), (tensor(0),), what))
-    if op == "Reshape" and args[0][0] == "sorted":
+            raise self.refuse(": asymmetric padding")
+        return pads[:2]
+
+    def add(self, layer: Any, *inputs: int) -> tuple[str, int]:
+        return ("node", self.b.add(layer, inputs, self.what))
+
+
+def _onnx_constant(c: _OnnxNode) -> Any:
+    value = c.attrs.get("value")
+    if value is None:
+        raise c.refuse(" without a tensor value")
+    from onnx import numpy_helper
+
+    return ("const", numpy_helper.to_array(value).astype(np.float64))
+
+
+def _onnx_gemm(c: _OnnxNode) -> Any:
+    W = c.weight(1)
+    W = W if c.attrs.get("transB", 0) else W.T
+    bias = c.const(2)
+    return c.add(Affine(W * c.attrs.get("alpha", 1.0),
+                        None if bias is None else bias * c.attrs.get("beta", 1.0)), c.tensor(0))
+
+
+def _onnx_add(c: _OnnxNode) -> Any:
+    sign = 1.0 if c.op == "Add" else -1.0
+    if c.args[0][0] == "node" and c.args[1][0] == "node":
+        return c.add(Add((1.0, sign)), c.tensor(0), c.tensor(1))
+    first = 0 if c.args[0][0] == "node" else 1
+    x, k = c.tensor(first), c.const(1 - first)
+    # x + k, k + x, x - k, k - x
+    coeff = -1.0 if c.op == "Sub" and first == 1 else 1.0
+    shift = -k if c.op == "Sub" and first == 0 else k
+    if k.size == 1:
+        return c.add(Add((coeff,), float(shift.reshape(-1)[0])), x)
+    sample = c.b.shapes[x]
+    per_channel = (sample[0],) + (1,) * (len(sample) - 1)
+    if coeff == 1.0 and tuple(k.shape) in (per_channel, (1, *per_channel)):
+        # a per-channel bias (a Gemm/MatMul/Conv bias written as its own Add)
+        return c.add(BatchNorm(np.ones(sample[0]), shift.reshape(-1)), x)
+    raise c.refuse(f" adds a constant of shape {k.shape} that is neither a scalar nor a "
+                   "per-channel bias")
+
+
+def _onnx_mul(c: _OnnxNode) -> Any:
+    if c.args[0][0] == "node" and c.args[1][0] == "node":
+        raise c.refuse(" multiplies two tensors")
+    first = 0 if c.args[0][0] == "node" else 1
+    k = c.const(1 - first)
+    if k.size != 1 or (c.op == "Div" and first == 1) or (c.op == "Div" and float(k) == 0.0):
+        raise c.refuse(": only scaling by a constant scalar")
+    factor = float(k.reshape(-1)[0])
+    return _scaled(c.b, c.tensor(first), factor if c.op == "Mul" else 1.0 / factor, c.what)
+
+
+def _onnx_pool(c: _OnnxNode) -> Any:
+    cls = MaxPool2d if c.op == "MaxPool" else AvgPool2d
+    return c.add(cls(c.attrs["kernel_shape"], c.attrs.get("strides", [1, 1]), c.pads()),
+                 c.tensor(0))
+
+
+def _onnx_global_average_pool(c: _OnnxNode) -> Any:
+    x = c.tensor(0)
+    hw = c.b.shapes[x][1:]
+    if len(hw) != 2:
+        raise c.refuse(f" on an input of shape {c.b.shapes[x]}")
+    return c.add(AvgPool2d(hw, hw), x)
+
+
+def _onnx_reduce_mean(c: _OnnxNode) -> Any:
+    x = c.tensor(0)
+    axes = c.attrs.get("axes", c.const(1) if len(c.args) > 1 else None)
+    shape = c.b.shapes[x]
+    axes = None if axes is None else tuple(sorted(int(a) % 4 for a in np.ravel(axes)))
+    if len(shape) != 3 or axes != (2, 3):
+        raise c.refuse(": only the mean over the spatial axes (2, 3) of (C, H, W) inputs is "
+                       "supported")
+    k = c.b.add(AvgPool2d(shape[1:], shape[1:]), (x,), c.what)
+    return ("node", k) if c.attrs.get("keepdims", 1) else c.add(Flatten(), k)
+
+
+def _onnx_batch_norm(c: _OnnxNode) -> Any:
+    scale, bias, mean, var = (c.const(i) for i in range(1, 5))
+    if any(v is None for v in (scale, bias, mean, var)):
+        raise c.refuse(" without constant statistics")
+    eps = c.attrs.get("epsilon", 1e-5)
+    if np.any(var + eps <= 0):
+        raise InputError(f"{c.p}: {c.what}: variance must be >= 0")
+    s = scale / np.sqrt(var + eps)
+    return c.add(BatchNorm(s, bias - s * mean), c.tensor(0))
+
+
+def _onnx_concat(c: _OnnxNode) -> Any:
+    ids = tuple(c.tensor(i) for i in range(len(c.args)))
+    rank = len(c.b.shapes[ids[0]]) + 1
+    axis = int(c.attrs.get("axis", 1)) % rank - 1
+    if axis < 0:
+        raise c.refuse(" concatenates along the batch axis")
+    return c.add(Concat(axis), *ids)
+
+
+def _onnx_flatten(c: _OnnxNode) -> Any:
+    if c.attrs.get("axis", 1) != 1:
+        raise c.refuse(f" with axis {c.attrs['axis']} (only 1)")
+    return c.add(Flatten(), c.tensor(0))
+
+
+def _onnx_reshape(c: _OnnxNode) -> Any:
+    target = c.const(1)
+    if c.args[0][0] == "sorted":
         # the end of a GroupSort: (batch, n / g, g) sorted along its last axis, back to
         # (batch, n)
-        _, x, g = args[0]
-        target = const(1)
-        if target is None or target.size != 2 or int(target[1]) not in (-1, b.shapes[x][0]):
-            raise UnsupportedError(f"{p}: {what} does not undo the grouping of a sort")
-        return ("node", b.add(GroupSort(g), (x,), what))
-    if op == "Reshape" and args[0][0] == "node":
-        target = const(1)
-        sample = b.shapes[args[0][1]]
+        _, x, g = c.args[0]
+        if target is None or target.size != 2 or int(target[1]) not in (-1, c.b.shapes[x][0]):
+            raise c.refuse(" does not undo the grouping of a sort")
+        return c.add(GroupSort(g), x)
+    if c.args[0][0] == "node":
+        sample = c.b.shapes[c.args[0][1]]
         if (target is not None and target.size == 3 and len(sample) == 1
                 and int(target[2]) >= 1 and int(target[1]) * int(target[2]) == sample[0]):
             # the start of a GroupSort as torch exports it: (batch, n) -> (batch, n / g, g)
-            return ("grouped", args[0][1], int(target[2]))
-    if op == "TopK" and args[0][0] == "grouped":
-        _, x, g = args[0]
-        k = const(1)
-        if (attrs.get("largest", 1) != 0 or attrs.get("sorted", 1) != 1
-                or attrs.get("axis", -1) not in (2, -1) or k is None
-                or int(np.ravel(k)[0]) != g):
-            raise UnsupportedError(f"{p}: {what} is not an ascending sort of whole groups "
-                                   "(GroupSort: largest=0, sorted=1, k = group size, last axis)")
-        return ("sorted", x, g)
-    if op == "Reshape":
-        target = const(1)
-        if target is None or target.size != 2 or np.any(target == 0):
-            raise UnsupportedError(f"{p}: Reshape node {node.name!r} is not a flatten to "
-                                   "(batch, features)")
-        return ("node", b.add(Flatten(), (tensor(0),), what))
-    raise UnsupportedError(f"{p}: unsupported ONNX operator {op!r}")
+            return ("grouped", c.args[0][1], int(target[2]))
+    if target is None or target.size != 2 or np.any(target == 0):
+        raise c.refuse(" is not a flatten to (batch, features)")
+    return c.add(Flatten(), c.tensor(0))
+
+
+def _onnx_topk(c: _OnnxNode) -> Any:
+    if c.args[0][0] != "grouped":
+        raise UnsupportedError(f"{c.p}: unsupported ONNX operator 'TopK'")
+    _, x, g = c.args[0]
+    k = c.const(1)
+    if (c.attrs.get("largest", 1) != 0 or c.attrs.get("sorted", 1) != 1
+            or c.attrs.get("axis", -1) not in (2, -1) or k is None
+            or int(np.ravel(k)[0]) != g):
+        raise c.refuse(" is not an ascending sort of whole groups (GroupSort: largest=0, "
+                       "sorted=1, k = group size, last axis)")
+    return ("sorted", x, g)
+
+
+_ONNX_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
+                     "Softplus": "softplus", "Abs": "abs", "Sin": "sin", "Cos": "cos"}
+_ONNX_OPS: dict[str, Callable[[_OnnxNode], Any]] = {
+    "Constant": _onnx_constant,
+    "Identity": lambda c: c.args[0], "Dropout": lambda c: c.args[0],
+    "Gemm": _onnx_gemm,
+    "MatMul": lambda c: c.add(Affine(c.weight(1).T, None), c.tensor(0)),
+    "Add": _onnx_add, "Sub": _onnx_add, "Mul": _onnx_mul, "Div": _onnx_mul,
+    "Neg": lambda c: c.add(Add((-1.0,)), c.tensor(0)),
+    **{op: (lambda c, a=a: c.add(Activation(a), c.tensor(0)))
+       for op, a in _ONNX_ACTIVATIONS.items()},
+    "LeakyRelu": lambda c: c.add(Activation("leaky_relu", float(c.attrs.get("alpha", 0.01))),
+                                 c.tensor(0)),
+    "Conv": lambda c: c.add(Conv2d(c.weight(1), c.const(2), c.attrs.get("strides", [1, 1]),
+                                   c.pads()), c.tensor(0)),
+    "MaxPool": _onnx_pool, "AveragePool": _onnx_pool,
+    "GlobalAveragePool": _onnx_global_average_pool, "ReduceMean": _onnx_reduce_mean,
+    "BatchNormalization": _onnx_batch_norm, "Concat": _onnx_concat, "Flatten": _onnx_flatten,
+    "Reshape": _onnx_reshape, "TopK": _onnx_topk,
+}
+
+
+def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
+               b: GraphBuilder) -> Any:
+    """The value of one ONNX node: ("node", id) or ("const", array) (see _OnnxNode)."""
+    c = _OnnxNode(p, node, attrs, env, b)
+    if any(a is None for a in c.args[:1]):
+        raise c.refuse(" reads an unknown tensor")
+    if any(a is not None and a[0] in ("grouped", "sorted") for a in c.args) and c.op not in (
+            "Reshape", "TopK"):
+        raise c.refuse(" reads the grouped features of a sort; only Reshape -> TopK "
+                       "(ascending) -> Reshape is read, as GroupSort")
+    handler = _ONNX_OPS.get(c.op)
+    if handler is None:
+        raise UnsupportedError(f"{p}: unsupported ONNX operator {c.op!r}")
+    return handler(c)
 
 
 # ONNX attributes whose other values would change the function: refused, never ignored.
