@@ -24,7 +24,7 @@ GOAL_SECONDS = 60.0
 MLP10_GOAL_SECONDS = 120.0
 GAP_SECONDS = 60.0
 LONG_SECONDS = 600.0
-BASELINE_LIMIT = 300.0
+BASELINE_LIMIT = 120.0
 
 
 def _timed(net: Any, method: str, **options: Any) -> tuple[Any, float]:

@@ -32,7 +32,7 @@ FIRST_ORDER_REL = 0.02
 FIRST_ORDER_SECONDS = 60.0
 FIRST_ORDER_PEAK_MB = 4096.0
 # SCS, today's former default, is capped: a capped time makes the speed-up a lower bound.
-SCS_CAP = 300.0
+SCS_CAP = 120.0
 # Random nets "scaled like trained nets": W ~ N(0, 1/fan_in) times this gain, seed 0.
 TRAINED_GAIN = 2.0
 DEEP_NET = [2] + [50] * 10 + [2]
