@@ -1113,7 +1113,7 @@ class _OnnxNode:
 
     def __init__(self, p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
                  b: GraphBuilder) -> None:
-        self.p, self.node, self.attrs, self.b = p, node, attrs, b
+        self.p, self.attrs, self.b = p, attrs, b
         self.op = node.op_type
         self.what = f"{self.op} node {node.name!r}"
         self.args = [env.get(name) if name else None for name in node.input]
@@ -1145,6 +1145,9 @@ class _OnnxNode:
 
     def add(self, layer: Any, *inputs: int) -> tuple[str, int]:
         return ("node", self.b.add(layer, inputs, self.what))
+
+    def unsupported(self) -> UnsupportedError:
+        return UnsupportedError(f"{self.p}: unsupported ONNX operator {self.op!r}")
 
 
 def _onnx_constant(c: _OnnxNode) -> Any:
@@ -1269,7 +1272,7 @@ def _onnx_reshape(c: _OnnxNode) -> Any:
 
 def _onnx_topk(c: _OnnxNode) -> Any:
     if c.args[0][0] != "grouped":
-        raise UnsupportedError(f"{c.p}: unsupported ONNX operator 'TopK'")
+        raise c.unsupported()
     _, x, g = c.args[0]
     k = c.const(1)
     if (c.attrs.get("largest", 1) != 0 or c.attrs.get("sorted", 1) != 1
@@ -1314,7 +1317,7 @@ def _onnx_node(p: Path, node: Any, attrs: dict[str, Any], env: dict[str, Any],
                        "(ascending) -> Reshape is read, as GroupSort")
     handler = _ONNX_OPS.get(c.op)
     if handler is None:
-        raise UnsupportedError(f"{p}: unsupported ONNX operator {c.op!r}")
+        raise c.unsupported()
     return handler(c)
 
 

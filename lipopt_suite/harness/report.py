@@ -323,8 +323,8 @@ def markdown(a: Analysis, title: str) -> str:
     lines += ["", "Values are Lipschitz constants in the norm shown; `*` marks an estimate or "
               "an uncertified value, `(t)` a bound returned at the time limit, `[>= L, gap G %]` "
               "the certified lower bound and proven gap of an exact method stopped early. "
-              "Local columns "
-              "(r=...) bound the constant over the ball of that radius around the problem's "
+              "Local columns (r=...) bound the constant over the ball of that radius around "
+              "the problem's "
               "centre.", "", "## Summary", ""]
     header, rows = _wide(a)
     lines += md_table(header, rows)
