@@ -135,6 +135,7 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
         Flatten,
         GroupSort,
         MaxPool2d,
+        op_name,
     )
 
     values = [torch.as_tensor(np.abs(np.asarray(X, np.float64))).reshape(-1, *net.input_shape)]
@@ -182,6 +183,8 @@ def eval_error_bound(net: Network, X: np.ndarray) -> np.ndarray:
             g = layer.group_size
             grouped = m.reshape(m.shape[0], m.shape[1] // g, g, *m.shape[2:])
             m = grouped.amax(dim=2, keepdim=True).expand_as(grouped).reshape(m.shape)
+        else:  # an operation without a rule here would add no error: refuse it instead
+            raise UnsupportedError(f"no floating-point error rule for {op_name(layer)}")
         values.append(m)
     m = values[-1]
     u = np.finfo(np.float64).eps / 2
@@ -217,7 +220,19 @@ def running_error_norms(net: Network, X: np.ndarray, norm: str) -> np.ndarray:
     """
     import torch.nn.functional as F
 
-    from ..network import Activation, Add, Affine, AvgPool2d, BatchNorm, Conv2d
+    from ..network import (
+        Activation,
+        Add,
+        Affine,
+        AvgPool2d,
+        BatchNorm,
+        Concat,
+        Conv2d,
+        Flatten,
+        GroupSort,
+        MaxPool2d,
+        op_name,
+    )
     from ..numerics.rounding import gamma
     from .autolip import node_factors
 
@@ -253,8 +268,10 @@ def running_error_norms(net: Network, X: np.ndarray, norm: str) -> np.ndarray:
             elif isinstance(op, Add):
                 delta = gamma(2 * len(ins) + 1) * (
                     sum(abs(c) * h.abs() for c, h in zip(op.coeffs, ins)) + abs(op.offset))
-            else:  # max pooling, flatten, concatenation, group sort: exact
-                delta = None
+            elif isinstance(op, MaxPool2d | Flatten | Concat | GroupSort):
+                delta = None  # selections and reshapes: exact
+            else:  # an operation without a rule here would add no error: refuse it instead
+                raise UnsupportedError(f"no floating-point error rule for {op_name(op)}")
             local = (np.zeros(len(x)) if delta is None else
                      vector_norm(delta.reshape(len(x), -1).numpy(), norm) * (1 + 1e-6))
             nb = factors[k - 1]
