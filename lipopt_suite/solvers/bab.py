@@ -97,6 +97,10 @@ FAILURES_KEPT = 5
 ROOT_BOUNDS_AFTER = 1.0
 ROOT_BOUNDS_AT = 0.05
 ROOT_BOUNDS_SHARE = 0.15
+# Node LipSDP (ReLU nets, l2): the node on top of the queue, when its bound is above the
+# root's LipSDP bound, is bounded by LipSDP-Neuron on the net without its inactive neurons,
+# while those solves have taken at most NODE_SDP_SHARE of the time since they began.
+NODE_SDP_SHARE = 0.5
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Node:
     stall: int = 0  # box splits in a row that freed no neuron
     survivors: Any = None  # completions not yet ruled out (bab_bounds.exact_completions)
     inherited: list[np.ndarray] | None = None  # the parent's states (stable stays stable)
+    sdp: bool = False  # bounded by LipSDP-Neuron on the net the node leaves alive
 
 
 @dataclass
@@ -166,6 +171,10 @@ class _Search:
         self.outside_upper = math.inf  # a certified upper bound from outside the search
         self.sources = {"lower": "bab", "upper": "bab"}
         self.root_bounds: dict[str, dict[str, Any]] = {}
+        self.node_sdp = True
+        self.sdp_seconds = 0.0
+        self.sdp_count = 0
+        self.sdp_since: float | None = None
 
     # ------------------------------------------------------------------ bounds
     def late(self) -> bool:
@@ -180,6 +189,48 @@ class _Search:
 
     def upper(self) -> float:
         return max(min(self.own_upper(), self.outside_upper), self.best.lower)
+
+    def sdp_worth(self) -> bool:
+        """Whether the top node gets a LipSDP bound now (the measured rule above)."""
+        if not (self.node_sdp and self.use_lipsdp and self.norm == "2" and self.boosted
+                and self.heap and math.isfinite(self.outside_upper)
+                and not any(self.net.slopes)):
+            return False
+        nd = self.heap[0][2]
+        if nd.sdp or nd.states is None or nd.ub < self.outside_upper:
+            return False
+        now = time.perf_counter()
+        if self.sdp_since is None:
+            self.sdp_since = now
+        return self.sdp_seconds <= NODE_SDP_SHARE * (now - self.sdp_since) + 1e-3
+
+    def node_sdp_bound(self, nd: Node) -> None:
+        """LipSDP-Neuron on the net the node leaves alive: on the node every inactive ReLU
+        outputs 0, so the net equals the one without those neurons there, and the node
+        (convex: a box and half-spaces, through a perspective map) lies in its domain."""
+        from .lipsdp import lipsdp_neuron
+
+        nd.sdp = True
+        t = time.perf_counter()
+        try:
+            keep = [st != 0 for st in nd.states]
+            Ws, bs = [], []
+            prev = np.ones(self.net.weights[0].shape[1], bool)
+            for k, W in enumerate(self.net.weights):
+                rows = keep[k] if k < len(keep) else np.ones(W.shape[0], bool)
+                Ws.append(W[rows][:, prev])
+                bs.append(np.zeros(int(rows.sum())))
+                prev = rows
+            if any(W.size == 0 for W in Ws):
+                value = 0.0  # constant on the node
+            else:
+                b = lipsdp_neuron(Network.from_mlp(Ws, bs))
+                value = b.value if b.certified and math.isfinite(b.value) else math.inf
+            nd.ub = min(nd.ub, value)
+            self.sdp_count += 1
+        except Exception as exc:  # noqa: BLE001 - the node keeps its bound
+            self.fail("node lipsdp-neuron", exc)
+        self.sdp_seconds += time.perf_counter() - t
 
     def boost(self, budget: float | None) -> None:
         """The toolkit's best certified bounds on the same net: LipSDP-Neuron (global l2,
@@ -632,6 +683,14 @@ class _Search:
                 if node_limit is not None and self.nodes >= node_limit:
                     stopped = "node_limit"
                     break
+                if self.sdp_worth():
+                    _, _, nd = heapq.heappop(self.heap)
+                    self.node_sdp_bound(nd)
+                    if nd.ub <= self.target():
+                        self.closed = max(self.closed, nd.ub)
+                    else:
+                        self.push(nd)
+                    continue
                 if since % DIVE_EVERY == 0:
                     _, _, nd = heapq.heappop(self.heap)
                     self.dive(nd, DIVE_DEPTH)
@@ -711,7 +770,7 @@ def global_radius(net: Net) -> float:
 def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         time_limit: float | None = None, node_limit: int | None = None,
         progress: bool = False, rtol: float = 1e-9, seed: int = 0, device: str | None = None,
-        lipsdp: bool = True, walk: bool = True) -> Bound:
+        lipsdp: bool = True, walk: bool = True, node_lipsdp: bool = True) -> Bound:
     """Exact Lipschitz constant of a ReLU/leaky-ReLU MLP, global or over a box or l2 ball.
 
     Reference: branch-and-bound on activation patterns as in LipBaB (Bhowmick, D'Souza &
@@ -739,7 +798,7 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         raise InputError(f"bab: rtol must lie in (0, 1), got {rtol}")
     if domain is not None and domain.anchored:
         raise UnsupportedError("bab computes the constant over a set, not anchored at a point")
-    for name, flag in (("lipsdp", lipsdp), ("walk", walk)):
+    for name, flag in (("lipsdp", lipsdp), ("walk", walk), ("node_lipsdp", node_lipsdp)):
         if not isinstance(flag, bool):
             raise InputError(f"bab: {name} must be true or false, got {flag!r}")
     weights, biases, _ = net.mlp()
@@ -760,7 +819,7 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         charts = [box_chart(mlp, domain.lower.ravel().astype(np.float64),
                             domain.upper.ravel().astype(np.float64))]
     search = _Search(net, mlp, charts, norm, domain, float(rtol), device, seed)
-    search.use_lipsdp, search.use_walk = lipsdp, walk
+    search.use_lipsdp, search.use_walk, search.node_sdp = lipsdp, walk, node_lipsdp
     threads = torch.get_num_threads()
     # the batches are small: one thread avoids intra-op synchronisation that was up to 30x
     # slower on two shared cores
@@ -794,6 +853,8 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
                               if search.sources["upper"] != "bab" else ""))}
     if search.root_bounds:
         details["root_bounds"] = search.root_bounds
+    if search.sdp_count:
+        details["node_lipsdp"] = {"nodes": search.sdp_count, "seconds": search.sdp_seconds}
     if search.slivers:
         details["slivers"] = search.slivers
     if search.failed:

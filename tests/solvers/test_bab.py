@@ -201,3 +201,19 @@ def test_a_stopped_run_is_never_wider_than_lipsdp_and_region_walk() -> None:
     assert "root_bounds" not in alone.details and alone.details["upper_from"] == "bab"
     with pytest.raises(InputError, match="lipsdp"):
         estimate(net, "bab", lipsdp="yes")
+
+
+def test_node_lipsdp_and_root_bounds_from_the_start_keep_the_exact_values(monkeypatch):
+    from lipopt_suite.solvers import bab as bab_module
+
+    # the toolkit's bounds join at once and every node on top gets its LipSDP bound
+    monkeypatch.setattr(bab_module, "ROOT_BOUNDS_AFTER", 0.0)
+    monkeypatch.setattr(bab_module, "NODE_SDP_SHARE", 1e9)
+    used = 0
+    nets = [tiny_net(20), tiny_net(25), random_mlp([2, 8, 8, 2], seed=2)]
+    for net in nets:
+        exact = estimate(net, "regions").value
+        b = estimate(net, "bab", time_limit=LIMIT)
+        assert b.kind == "exact" and b.value == pytest.approx(exact, rel=EXACT_RTOL)
+        used += b.details.get("node_lipsdp", {}).get("nodes", 0)
+    assert used > 0
