@@ -715,7 +715,9 @@ class _Search:
                     bar.update(self.nodes - bar.n)
                     bar.set_postfix_str(f"lower {self.best.lower:.10g} upper {up:.10g} "
                                         f"gap {up / max(self.best.lower, 1e-300) - 1:.2e}")
-            if stopped == "node_limit" and not self.boosted:
+            if not self.boosted and self.upper() > self.target():
+                # stopped early, or finished with nodes left unresolved: still no wider
+                # than the toolkit's own bounds
                 self.boost(budget)
         except KeyboardInterrupt:
             stopped = "interrupt"

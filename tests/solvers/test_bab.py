@@ -217,3 +217,15 @@ def test_node_lipsdp_and_root_bounds_from_the_start_keep_the_exact_values(monkey
         assert b.kind == "exact" and b.value == pytest.approx(exact, rel=EXACT_RTOL)
         used += b.details.get("node_lipsdp", {}).get("nodes", 0)
     assert used > 0
+
+
+def test_a_run_left_with_unresolved_nodes_still_takes_the_toolkits_bounds(monkeypatch):
+    from lipopt_suite.solvers import bab_geometry
+
+    monkeypatch.setattr(bab_geometry.Chebyshev, "ball_in", _fail)
+    net = random_mlp([3, 10, 10, 1], seed=7)
+    b = estimate(net, "bab", time_limit=LIMIT)
+    assert b.details["unresolved"] > 0 and b.kind == "upper"
+    assert b.details["upper"] <= estimate(net, "lipsdp-neuron").value
+    assert b.details["lower"] >= estimate(net, "region-walk").value
+    assert _contains(b, estimate(net, "regions").value)
