@@ -635,6 +635,8 @@ class _Search:
         path ends in a resolved or pruned node (finds good incumbents early); the other
         children are queued."""
         for _ in range(limit):
+            if self.late():
+                break
             kids = self.bound(self.children(nd))
             self.nodes += 1
             if not kids:
