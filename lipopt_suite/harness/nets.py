@@ -21,6 +21,33 @@ def random_mlp(sizes: Sequence[int], seed: int = 0, *, activation: str = "relu",
     return Network.from_mlp(weights, biases, activation)
 
 
+def fuzz_mlp(seed: int, *, max_input: int = 4, max_width: int = 8) -> Network:
+    """A seeded ReLU or leaky-ReLU MLP of varied shape for robustness fuzzing: 1-3 hidden
+    layers of 1..max_width units, 1..max_input inputs, 1-3 outputs, biases from none to
+    large, and now and then degenerate rows (zero, repeated or opposite neurons)."""
+    rng = np.random.default_rng(10_000 + seed)
+    sizes = ([int(rng.integers(1, max_input + 1))]
+             + [int(rng.integers(1, max_width + 1)) for _ in range(int(rng.integers(1, 4)))]
+             + [int(rng.integers(1, 4))])
+    bias_scale = float(rng.choice([0.0, 0.1, 0.5, 2.0, 10.0]))
+    weights = [rng.standard_normal((sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
+               for k in range(len(sizes) - 1)]
+    biases = [rng.standard_normal(sizes[k + 1]) * bias_scale for k in range(len(sizes) - 1)]
+    for W, b in zip(weights[:-1], biases[:-1]):
+        if W.shape[0] >= 2 and rng.random() < 0.3:
+            i, j = rng.choice(W.shape[0], 2, replace=False)
+            kind = int(rng.integers(3))
+            if kind == 0:
+                W[i], b[i] = 0.0, 0.0 if rng.random() < 0.5 else b[i]
+            elif kind == 1:
+                W[i], b[i] = W[j], b[j]
+            else:
+                W[i], b[i] = -W[j], -b[j]
+    activation = "leaky_relu" if rng.random() < 0.3 else "relu"
+    slope = float(rng.choice([0.01, 0.1, 0.5]))
+    return Network.from_mlp(weights, biases, activation, negative_slope=slope)
+
+
 def lipmip_width(i: int, seed: int = 0) -> Network:
     """lipMIP's width series (Jordan & Dimakis 2020): layer sizes [2, 20, 20 i, 20, 2]."""
     return random_mlp([2, 20, 20 * i, 20, 2], seed)

@@ -81,10 +81,14 @@ def train_tabular(name: str) -> Trained:
     """Train the benchmark net `name` (a key of SPECS), deterministically on the CPU."""
     if name not in SPECS:
         raise InputError(f"unknown tabular net {name!r}: use one of {', '.join(SPECS)}")
-    spec = SPECS[name]
+    return train_spec(SPECS[name])
+
+
+def train_spec(spec: TabularSpec) -> Trained:
+    """Train the net that `spec` describes (one of SPECS or another), deterministically."""
     X, y = tabular_data(spec)
     if X.shape[1] != spec.sizes[0]:
-        raise InputError(f"{name}: {X.shape[1]} features for an input of {spec.sizes[0]}")
+        raise InputError(f"{X.shape[1]} features for an input of {spec.sizes[0]}")
     with _torch_single_thread(spec.seed):
         model = mlp_module(spec.sizes)
         loss = fit(model, X, y, loss=spec.loss, epochs=spec.epochs, lr=spec.lr,

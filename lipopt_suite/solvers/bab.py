@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import math
 import os
 import sys
@@ -52,6 +53,8 @@ from .bab_bounds import (
 )
 from .bab_geometry import Chebyshev, ExactNet, affine_layer, exact_secant
 from .regions import FULL_DIM_RADIUS
+
+log = logging.getLogger(__name__)
 
 # Charts of dimension up to this are bisected (cheap, and bounds tighten fast in few
 # dimensions) when the net has at least BOX_SPLIT_NEURONS hidden neurons; otherwise nodes are
@@ -86,6 +89,18 @@ SAMPLES = 4096
 EMPTY_RADIUS = 1e-12
 # Relative steps of the certifying secants of candidate points.
 SECANT_STEPS = (1e-3, 1e-5, 1e-7)
+# Messages of failed sub-solves kept in details (the count is kept in full).
+FAILURES_KEPT = 5
+# The toolkit's own bounds (LipSDP-Neuron above, region-walk below) join a run still open
+# after ROOT_BOUNDS_AFTER seconds, or ROOT_BOUNDS_AT of its time limit if that is sooner, each
+# with ROOT_BOUNDS_SHARE of the time limit (tiny nets finish first and never pay for them).
+ROOT_BOUNDS_AFTER = 1.0
+ROOT_BOUNDS_AT = 0.05
+ROOT_BOUNDS_SHARE = 0.15
+# Node LipSDP (ReLU nets, l2): the node on top of the queue, when its bound is above the
+# root's LipSDP bound, is bounded by LipSDP-Neuron on the net without its inactive neurons,
+# while those solves have taken at most NODE_SDP_SHARE of the time since they began.
+NODE_SDP_SHARE = 0.5
 
 
 @dataclass
@@ -105,6 +120,7 @@ class Node:
     stall: int = 0  # box splits in a row that freed no neuron
     survivors: Any = None  # completions not yet ruled out (bab_bounds.exact_completions)
     inherited: list[np.ndarray] | None = None  # the parent's states (stable stays stable)
+    sdp: bool = False  # bounded by LipSDP-Neuron on the net the node leaves alive
 
 
 @dataclass
@@ -138,11 +154,27 @@ class _Search:
         self.closed = 0.0  # largest upper bound of a pruned or resolved node
         self.sliver_ub = 0.0
         self.slivers = 0
+        # nodes whose bounding or splitting failed (a sub-solve raised): kept with the bound
+        # they had, never expanded, never pruned
+        self.unresolved = 0
+        self.unresolved_ub = 0.0
+        self.failures: list[str] = []
+        self.failed = 0
         self.nodes = 0
         self.regions = 0
         self.exact: ExactNet | None = None
         self.deadline: float | None = None
         self.stderr: Any = sys.stderr
+        self.seed = seed
+        self.use_lipsdp, self.use_walk = True, True
+        self.boosted = False
+        self.outside_upper = math.inf  # a certified upper bound from outside the search
+        self.sources = {"lower": "bab", "upper": "bab"}
+        self.root_bounds: dict[str, dict[str, Any]] = {}
+        self.node_sdp = True
+        self.sdp_seconds = 0.0
+        self.sdp_count = 0
+        self.sdp_since: float | None = None
 
     # ------------------------------------------------------------------ bounds
     def late(self) -> bool:
@@ -151,94 +183,204 @@ class _Search:
     def target(self) -> float:
         return self.best.lower * (1 + self.rtol)
 
-    def upper(self) -> float:
+    def own_upper(self) -> float:
         top = -self.heap[0][0] if self.heap else 0.0
-        return max(top, self.closed, self.sliver_ub, self.best.lower)
+        return max(top, self.closed, self.sliver_ub, self.unresolved_ub, self.best.lower)
+
+    def upper(self) -> float:
+        return max(min(self.own_upper(), self.outside_upper), self.best.lower)
+
+    def sdp_worth(self) -> bool:
+        """Whether the top node gets a LipSDP bound now (the measured rule above)."""
+        if not (self.node_sdp and self.use_lipsdp and self.norm == "2" and self.boosted
+                and self.heap and math.isfinite(self.outside_upper)
+                and not any(self.net.slopes)):
+            return False
+        nd = self.heap[0][2]
+        if nd.sdp or nd.states is None or nd.ub < self.outside_upper:
+            return False
+        now = time.perf_counter()
+        if self.sdp_since is None:
+            self.sdp_since = now
+        return self.sdp_seconds <= NODE_SDP_SHARE * (now - self.sdp_since) + 1e-3
+
+    def node_sdp_bound(self, nd: Node) -> None:
+        """LipSDP-Neuron on the net the node leaves alive: on the node every inactive ReLU
+        outputs 0, so the net equals the one without those neurons there, and the node
+        (convex: a box and half-spaces, through a perspective map) lies in its domain."""
+        from .lipsdp import lipsdp_neuron
+
+        nd.sdp = True
+        t = time.perf_counter()
+        try:
+            keep = [st != 0 for st in nd.states]
+            Ws, bs = [], []
+            prev = np.ones(self.net.weights[0].shape[1], bool)
+            for k, W in enumerate(self.net.weights):
+                rows = keep[k] if k < len(keep) else np.ones(W.shape[0], bool)
+                Ws.append(W[rows][:, prev])
+                bs.append(np.zeros(int(rows.sum())))
+                prev = rows
+            if any(W.size == 0 for W in Ws):
+                value = 0.0  # constant on the node
+            else:
+                b = lipsdp_neuron(Network.from_mlp(Ws, bs))
+                value = b.value if b.certified and math.isfinite(b.value) else math.inf
+            nd.ub = min(nd.ub, value)
+            self.sdp_count += 1
+        except Exception as exc:  # noqa: BLE001 - the node keeps its bound
+            self.fail("node lipsdp-neuron", exc)
+        self.sdp_seconds += time.perf_counter() - t
+
+    def boost(self, budget: float | None) -> None:
+        """The toolkit's best certified bounds on the same net: LipSDP-Neuron (global l2,
+        so also above any set's constant) as an upper bound, region-walk's certified
+        secant as the incumbent. A failure or an uncertified answer is only recorded."""
+        from .lipsdp import lipsdp_neuron
+        from .region_walk import region_walk
+
+        self.boosted = True
+        if self.use_lipsdp and self.norm == "2":
+            t = time.perf_counter()
+            try:
+                b = lipsdp_neuron(self.network, time_limit=budget)
+                self.root_bounds["lipsdp-neuron"] = {
+                    "value": b.value, "certified": b.certified, "status": b.status,
+                    "seconds": time.perf_counter() - t}
+                if b.certified and math.isfinite(b.value) and b.value < self.outside_upper:
+                    self.outside_upper = b.value
+            except Exception as exc:  # noqa: BLE001 - the search goes on without it
+                self.fail("lipsdp-neuron", exc)
+        if self.use_walk:
+            t = time.perf_counter()
+            try:
+                w = region_walk(self.network, norm=self.norm, domain=self.domain,
+                                time_limit=budget, seed=self.seed)
+                self.root_bounds["region-walk"] = {
+                    "value": w.value, "certified": w.certified, "status": w.status,
+                    "seconds": time.perf_counter() - t}
+                pair = w.details.get("witness") or {}
+                if (w.certified and w.value > self.best.lower and pair.get("x") is not None
+                        and pair.get("y") is not None):
+                    self.best.lower = float(w.value)
+                    self.best.x = np.asarray(pair["x"], np.float64)
+                    self.best.y = np.asarray(pair["y"], np.float64)
+                    self.sources["lower"] = "region-walk"
+            except Exception as exc:  # noqa: BLE001 - the search goes on without it
+                self.fail("region-walk", exc)
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        """Record a failed sub-solve (the run goes on without its result)."""
+        self.failed += 1
+        msg = f"{what}: {type(exc).__name__}: {exc}"
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(msg)
+        log.debug("bab: %s", msg)
+
+    def give_up(self, nodes: list[Node], what: str, exc: Exception) -> None:
+        """A sub-solve failed on `nodes`: each keeps the certified bound it had (its
+        parent's, or tighter), stays in the upper bound, and is expanded no further."""
+        self.fail(what, exc)
+        for nd in nodes:
+            self.unresolved += 1
+            self.unresolved_ub = max(self.unresolved_ub, nd.ub)
 
     def bound(self, nodes: list[Node]) -> list[Node]:
         """Bound `nodes` (in place); returns those still open (not resolved, pruned or
-        empty)."""
+        empty). A group whose bounding fails is given up (`give_up`), not lost."""
         out: list[Node] = []
         by_chart: dict[int, list[Node]] = {}
         for nd in nodes:
             by_chart.setdefault(nd.chart, []).append(nd)
         for ci, group in by_chart.items():
-            chart = self.charts[ci]
-            dev = self.device
-            lo = torch.as_tensor(np.stack([g.lo for g in group]), device=dev)
-            hi = torch.as_tensor(np.stack([g.hi for g in group]), device=dev)
-            forced = torch.as_tensor(np.stack([g.forced for g in group]), device=dev)
-            bd = preactivation_bounds(self.net, chart, lo, hi, forced)
-            if any(g.inherited is not None for g in group):
-                # a neuron stable on the parent is stable on the child (the bounds of a
-                # sub-box need not be tighter neuron by neuron)
-                for k in range(self.net.hidden):
-                    inh = torch.as_tensor(np.stack([
-                        g.inherited[k] if g.inherited is not None
-                        else np.full(bd.states[k].shape[1], 2, np.int8) for g in group]),
-                        device=dev)
-                    bd.states[k] = torch.where(inh != 2, inh, bd.states[k])
-            ubs = interval_norm(self.net, bd.states, self.norm, self.err)
-            free = sum((st == 2).sum(-1) for st in bd.states)
-            states_np = [st.cpu().numpy() for st in bd.states]
-            ubs = ubs.cpu().numpy()
-            empty = bd.empty.cpu().numpy()
-            free = free.cpu().numpy()
-            live = []
-            for i, nd in enumerate(group):
-                if empty[i]:
-                    continue
-                nd.states = [st[i] for st in states_np]
-                nd.inherited = None
-                nd.ub = min(nd.ub, float(ubs[i]))
-                u = int(free[i])
-                if nd.free >= 0 and u < nd.free:
-                    nd.stall = 0
-                nd.free = u
-                if u == 0:
-                    self.resolve(nd)
-                elif nd.ub > self.target():
-                    live.append(i)
-                else:
-                    self.closed = max(self.closed, nd.ub)
-            if self.late():
-                out.extend(group[i] for i in live)
-                live = []
-            if live and self.norm == "2" and self.net.weights[-1].shape[0] == 1:
-                sub = [st[live] for st in states_np]
-                gram, surv = exact_completions(self.net, sub, self.err, self.target(),
-                                               self.device, [group[i].survivors for i in live])
-                keep = []
-                for i, g, sv in zip(live, gram, surv):
-                    nd = group[i]
-                    nd.survivors = sv
-                    nd.ub = min(nd.ub, float(g))
-                    if nd.ub <= self.target():
-                        self.closed = max(self.closed, nd.ub)
-                    elif math.isfinite(g):  # exact over the completions already
-                        out.append(nd)
-                    else:
-                        keep.append(i)
-                live = keep
-            for bits in ENUM_STEPS:
-                if not live or self.late():
-                    break
-                sub = [st[live] for st in states_np]
-                enum = completion_bounds(self.net, sub, self.norm, self.err, bits,
-                                         self.device)
-                keep = []
-                for i, e in zip(live, enum):
-                    nd = group[i]
-                    nd.ub = min(nd.ub, float(e))
-                    if nd.ub <= self.target():
-                        self.closed = max(self.closed, nd.ub)
-                    elif nd.free > bits:
-                        keep.append(i)
-                    else:
-                        out.append(nd)
-                live = keep
+            try:
+                out.extend(self.bound_group(ci, group))
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the nodes unresolved
+                self.give_up(group, "node bounds", exc)
+            try:
+                self.candidates(ci, [nd for nd in group if nd.states is not None])
+            except Exception as exc:  # noqa: BLE001 - the lower bound just does not rise
+                self.fail("candidate points", exc)
+        return out
+
+    def bound_group(self, ci: int, group: list[Node]) -> list[Node]:
+        """Bounds of the nodes of one chart; returns those still open."""
+        out: list[Node] = []
+        chart = self.charts[ci]
+        dev = self.device
+        lo = torch.as_tensor(np.stack([g.lo for g in group]), device=dev)
+        hi = torch.as_tensor(np.stack([g.hi for g in group]), device=dev)
+        forced = torch.as_tensor(np.stack([g.forced for g in group]), device=dev)
+        bd = preactivation_bounds(self.net, chart, lo, hi, forced)
+        if any(g.inherited is not None for g in group):
+            # a neuron stable on the parent is stable on the child (the bounds of a
+            # sub-box need not be tighter neuron by neuron)
+            for k in range(self.net.hidden):
+                inh = torch.as_tensor(np.stack([
+                    g.inherited[k] if g.inherited is not None
+                    else np.full(bd.states[k].shape[1], 2, np.int8) for g in group]),
+                    device=dev)
+                bd.states[k] = torch.where(inh != 2, inh, bd.states[k])
+        ubs = interval_norm(self.net, bd.states, self.norm, self.err)
+        free = sum((st == 2).sum(-1) for st in bd.states)
+        states_np = [st.cpu().numpy() for st in bd.states]
+        ubs = ubs.cpu().numpy()
+        empty = bd.empty.cpu().numpy()
+        free = free.cpu().numpy()
+        live = []
+        for i, nd in enumerate(group):
+            if empty[i]:
+                continue
+            nd.states = [st[i] for st in states_np]
+            nd.inherited = None
+            nd.ub = min(nd.ub, float(ubs[i]))
+            u = int(free[i])
+            if nd.free >= 0 and u < nd.free:
+                nd.stall = 0
+            nd.free = u
+            if u == 0:
+                self.resolve(nd)
+            elif nd.ub > self.target():
+                live.append(i)
+            else:
+                self.closed = max(self.closed, nd.ub)
+        if self.late():
             out.extend(group[i] for i in live)
-            self.candidates(ci, [nd for nd in group if nd.states is not None])
+            live = []
+        if live and self.norm == "2" and self.net.weights[-1].shape[0] == 1:
+            sub = [st[live] for st in states_np]
+            gram, surv = exact_completions(self.net, sub, self.err, self.target(),
+                                           self.device, [group[i].survivors for i in live])
+            keep = []
+            for i, g, sv in zip(live, gram, surv):
+                nd = group[i]
+                nd.survivors = sv
+                nd.ub = min(nd.ub, float(g))
+                if nd.ub <= self.target():
+                    self.closed = max(self.closed, nd.ub)
+                elif math.isfinite(g):  # exact over the completions already
+                    out.append(nd)
+                else:
+                    keep.append(i)
+            live = keep
+        for bits in ENUM_STEPS:
+            if not live or self.late():
+                break
+            sub = [st[live] for st in states_np]
+            enum = completion_bounds(self.net, sub, self.norm, self.err, bits,
+                                     self.device)
+            keep = []
+            for i, e in zip(live, enum):
+                nd = group[i]
+                nd.ub = min(nd.ub, float(e))
+                if nd.ub <= self.target():
+                    self.closed = max(self.closed, nd.ub)
+                elif nd.free > bits:
+                    keep.append(i)
+                else:
+                    out.append(nd)
+            live = keep
+        out.extend(group[i] for i in live)
         return out
 
     def resolve(self, nd: Node) -> None:
@@ -251,7 +393,10 @@ class _Search:
         value = float(matrix_norms(J, self.norm)[0])
         self.closed = max(self.closed, ub)
         if value > self.best.value:
-            self.offer(nd.chart, nd.point, J[0].cpu().numpy(), value, nd.radius, slopes)
+            try:
+                self.offer(nd.chart, nd.point, J[0].cpu().numpy(), value, nd.radius, slopes)
+            except Exception as exc:  # noqa: BLE001 - the lower bound just does not rise
+                self.fail("region witness", exc)
 
     def slopes(self, states: list[np.ndarray]) -> list[np.ndarray]:
         return [np.where(st == 0, self.net.slopes[k], 1.0) for k, st in enumerate(states)]
@@ -338,6 +483,7 @@ class _Search:
         k = int(np.argmax(r))
         if r[k] > self.best.lower:
             self.best.lower, self.best.x, self.best.y = float(r[k]), X[k], Y[k]
+            self.sources["lower"] = "bab"
         if radius is not None and value > self.best.value:
             self.best.value = value
             self.best.region = (ci, xi.copy(), radius, slopes)
@@ -357,6 +503,7 @@ class _Search:
             r = exact_secant(self.exact, x, y, self.norm)
             if r > self.best.lower:
                 self.best.lower, self.best.x, self.best.y = r, x, y
+                self.sources["lower"] = "bab"
             if r >= self.best.value * (1 - 1e-13):
                 break
 
@@ -384,6 +531,14 @@ class _Search:
             point, radius = self.ball[0].copy(), self.ball[1]
         return Node(math.inf, ci, c.lo.copy(), c.hi.copy(), np.full(n, -1, np.int8),
                     np.zeros((0, c.dim)), np.zeros(0), point, radius)
+
+    def children(self, nd: Node) -> list[Node]:
+        """`branch`, or no children and `nd` given up (kept in the bound) if it fails."""
+        try:
+            return self.branch(nd)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the node unresolved
+            self.give_up([nd], "split", exc)
+            return []
 
     def branch(self, nd: Node) -> list[Node]:
         chart = self.charts[nd.chart]
@@ -417,6 +572,15 @@ class _Search:
         cand = np.nonzero(nd.states[k] == 2)[0]
         j = int(cand[self.choose(nd, k, cand, P, q)])
         g, c = P[j], q[j]
+        if not np.any(g):
+            # a constant pre-activation c on the node: one side holds all of it (either one
+            # when c = 0, since the neuron's row of the Jacobian is then zero); the LP would
+            # see two empty sides, as no ball clears a zero row
+            forced = nd.forced.copy()
+            forced[self.net.offsets[k] + j] = 1 if c >= 0 else 0
+            return [Node(nd.ub, nd.chart, nd.lo, nd.hi, forced, nd.G, nd.h, nd.point,
+                         nd.radius, depth=nd.depth + 1, survivors=nd.survivors,
+                         inherited=nd.states)]
         scale = 1.0 + float(np.max(np.abs(np.concatenate([nd.lo, nd.hi]))))
         eps, floor = FULL_DIM_RADIUS * scale, EMPTY_RADIUS * scale
         val = float(g @ nd.point + c)
@@ -433,7 +597,12 @@ class _Search:
                 point, radius = nd.point, min(nd.radius, dist)
             else:
                 cap = float(np.max(nd.hi - nd.lo)) / 2
-                radius, point, relaxed = self.lp[nd.chart].ball_in(G, h, nd.lo, nd.hi, cap)
+                try:
+                    radius, point, relaxed = self.lp[nd.chart].ball_in(G, h, nd.lo, nd.hi,
+                                                                       cap)
+                except Exception as exc:  # noqa: BLE001 - the side is unresolved, not empty
+                    self.give_up([nd], "Chebyshev LP", exc)
+                    continue
                 if not radius > eps:
                     if relaxed > floor:  # too thin to resolve: its slope stays in the bound
                         self.slivers += 1
@@ -466,7 +635,9 @@ class _Search:
         path ends in a resolved or pruned node (finds good incumbents early); the other
         children are queued."""
         for _ in range(limit):
-            kids = self.bound(self.branch(nd))
+            if self.late():
+                break
+            kids = self.bound(self.children(nd))
             self.nodes += 1
             if not kids:
                 return
@@ -483,7 +654,10 @@ class _Search:
             ) -> str:
         start = time.perf_counter()
         self.deadline = None if time_limit is None else start + time_limit
-        self.initial()
+        try:
+            self.initial()
+        except Exception as exc:  # noqa: BLE001 - the lower bound starts lower
+            self.fail("first incumbent", exc)
         for nd in self.bound([self.root(ci) for ci in range(len(self.charts))]):
             self.push(nd)
         bar = None
@@ -495,16 +669,30 @@ class _Search:
         last = 0.0
         since = 0  # batches since the lower bound last rose
         lower = self.best.lower
+        boost_at = ROOT_BOUNDS_AFTER if time_limit is None else min(
+            ROOT_BOUNDS_AFTER, ROOT_BOUNDS_AT * time_limit)
+        budget = None if time_limit is None else ROOT_BOUNDS_SHARE * time_limit
         try:
             while self.heap:
-                if -self.heap[0][0] <= self.target():
+                if -self.heap[0][0] <= self.target() or self.outside_upper <= self.target():
                     break
+                if not self.boosted and time.perf_counter() - start >= boost_at:
+                    self.boost(budget)
+                    continue
                 if self.late():
                     stopped = "time_limit"
                     break
                 if node_limit is not None and self.nodes >= node_limit:
                     stopped = "node_limit"
                     break
+                if self.sdp_worth():
+                    _, _, nd = heapq.heappop(self.heap)
+                    self.node_sdp_bound(nd)
+                    if nd.ub <= self.target():
+                        self.closed = max(self.closed, nd.ub)
+                    else:
+                        self.push(nd)
+                    continue
                 if since % DIVE_EVERY == 0:
                     _, _, nd = heapq.heappop(self.heap)
                     self.dive(nd, DIVE_DEPTH)
@@ -519,7 +707,7 @@ class _Search:
                     batch.append(nd)
                 children = []
                 for nd in batch:
-                    children.extend(self.branch(nd))
+                    children.extend(self.children(nd))
                 self.nodes += len(batch)
                 for nd in self.bound(children):
                     self.push(nd)
@@ -529,6 +717,10 @@ class _Search:
                     bar.update(self.nodes - bar.n)
                     bar.set_postfix_str(f"lower {self.best.lower:.10g} upper {up:.10g} "
                                         f"gap {up / max(self.best.lower, 1e-300) - 1:.2e}")
+            if not self.boosted and self.upper() > self.target():
+                # stopped early, or finished with nodes left unresolved: still no wider
+                # than the toolkit's own bounds
+                self.boost(budget)
         except KeyboardInterrupt:
             stopped = "interrupt"
         finally:
@@ -581,8 +773,8 @@ def global_radius(net: Net) -> float:
         summary="exact: branch-and-bound over input boxes and neurons, anytime certified gap")
 def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         time_limit: float | None = None, node_limit: int | None = None,
-        progress: bool = False, rtol: float = 1e-9, seed: int = 0, device: str | None = None
-        ) -> Bound:
+        progress: bool = False, rtol: float = 1e-9, seed: int = 0, device: str | None = None,
+        lipsdp: bool = True, walk: bool = True, node_lipsdp: bool = True) -> Bound:
     """Exact Lipschitz constant of a ReLU/leaky-ReLU MLP, global or over a box or l2 ball.
 
     Reference: branch-and-bound on activation patterns as in LipBaB (Bhowmick, D'Souza &
@@ -590,6 +782,13 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
     interval bounds (Wang et al., USENIX Security 2018); global charts of the homogenised
     network (this project). Idea: best-first search over input boxes and neuron splits, each
     node bounded above by a certified Jacobian bound and below by a secant at a point inside.
+    A run still open after a second (or 5 % of time_limit) also takes the toolkit's best
+    certified bounds on the net, each given 15 % of time_limit: LipSDP-Neuron (l2 only;
+    `lipsdp=False` skips it) caps the upper end and region-walk's certified secant
+    (`walk=False` skips it) raises the lower end; details["lower_from"] and
+    details["upper_from"] name the method behind each end. A sub-solve that fails (an LP,
+    a least-squares refit, a bound) leaves its node unresolved: kept in the upper bound with
+    the bound it had, never expanded, and the run is then not called exact.
     Guarantee: kind "exact" only when the certified gap is closed (upper <= lower (1 + rtol));
     stopped by time_limit, node_limit or Ctrl-C it returns kind "upper" with the proven upper
     bound, details["lower"] the certified lower bound with its witness pair, and the gap.
@@ -603,6 +802,9 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         raise InputError(f"bab: rtol must lie in (0, 1), got {rtol}")
     if domain is not None and domain.anchored:
         raise UnsupportedError("bab computes the constant over a set, not anchored at a point")
+    for name, flag in (("lipsdp", lipsdp), ("walk", walk), ("node_lipsdp", node_lipsdp)):
+        if not isinstance(flag, bool):
+            raise InputError(f"bab: {name} must be true or false, got {flag!r}")
     weights, biases, _ = net.mlp()
     mlp = Net.build(weights, biases, _slopes(net))
     start = time.perf_counter()
@@ -621,6 +823,7 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         charts = [box_chart(mlp, domain.lower.ravel().astype(np.float64),
                             domain.upper.ravel().astype(np.float64))]
     search = _Search(net, mlp, charts, norm, domain, float(rtol), device, seed)
+    search.use_lipsdp, search.use_walk, search.node_sdp = lipsdp, walk, node_lipsdp
     threads = torch.get_num_threads()
     # the batches are small: one thread avoids intra-op synchronisation that was up to 30x
     # slower on two shared cores
@@ -631,23 +834,37 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         with _progress_stream(progress) as stream, native_silence():
             search.stderr = stream
             stopped = search.run(time_limit, node_limit, progress)
-            search.sharpen()
+            try:
+                search.sharpen()
+            except Exception as exc:  # noqa: BLE001 - the float64 secant stands
+                search.fail("exact secant", exc)
     finally:
         torch.set_num_threads(threads)
     lower, upper = search.best.lower, search.upper()
-    upper = max(upper, lower)
+    if search.outside_upper < search.own_upper():
+        search.sources["upper"] = "lipsdp-neuron"
     gap = upper / lower - 1 if lower > 0 else math.inf
     details: dict[str, Any] = {
         "lower": lower, "upper": upper, "gap": gap, "nodes": search.nodes,
         "regions": search.regions, "lps": sum(lp.count for lp in search.lp.values()),
         "charts": [c.name for c in charts], "stopped": stopped,
         "witness": {"x": search.best.x, "y": search.best.y},
+        "lower_from": search.sources["lower"], "upper_from": search.sources["upper"],
         "upper_certificate": (
             "max over the open, pruned and resolved nodes of certified Jacobian bounds "
             "(symbolic interval bounds, interval hull or enumerated completions, float64 "
-            "error added)")}
+            "error added)" + (", capped by the certified LipSDP-Neuron bound"
+                              if search.sources["upper"] != "bab" else ""))}
+    if search.root_bounds:
+        details["root_bounds"] = search.root_bounds
+    if search.sdp_count:
+        details["node_lipsdp"] = {"nodes": search.sdp_count, "seconds": search.sdp_seconds}
     if search.slivers:
         details["slivers"] = search.slivers
+    if search.failed:
+        details["failed_subsolves"] = search.failed
+        details["failures"] = search.failures
+        details["unresolved"] = search.unresolved
     seconds = time.perf_counter() - start
     closed = stopped == "done" and upper <= lower * (1 + rtol) and lower > 0
     if closed:
@@ -660,7 +877,12 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
                      domain=domain, details=details)
     status = "timeout" if stopped != "done" else "inaccurate"
     if stopped == "done":
-        details["message"] = (f"{search.slivers} region(s) too thin to resolve may hold a "
-                              "larger slope: the proven bound is reported")
+        why = []
+        if search.slivers:
+            why.append(f"{search.slivers} region(s) too thin to resolve")
+        if search.unresolved:
+            why.append(f"{search.unresolved} node(s) whose sub-solve failed")
+        details["message"] = (f"{' and '.join(why) or 'open nodes'} may hold a larger "
+                              "slope: the proven bound is reported")
     return Bound("bab", "upper", upper, norm, certified=True, status=status, seconds=seconds,
                  domain=domain, details=details)

@@ -135,7 +135,12 @@ class Chebyshev:
             z = np.asarray(sol.col_value)
             active = np.nonzero(q - M @ z <= 1e-6 * (1 + span))[0]
             if active.size:
-                lam_a, _ = nnls(M[active].T, e)
+                try:
+                    lam_a, _ = nnls(M[active].T, e)
+                except (RuntimeError, ValueError, np.linalg.LinAlgError):
+                    # no refit (scipy's NNLS may stop at its iteration cap): the solver's
+                    # own multipliers, certified above, stand
+                    return radius, x, relaxed
                 lam = np.zeros(M.shape[0])
                 lam[active] = lam_a
                 relaxed = min(relaxed, self._certify(M, q, lam, e, bound))
