@@ -13,7 +13,7 @@ from .registry import estimate, method, methods
 __all__ = [
     "Bound", "Domain", "Norm", "InputError", "UnsupportedError", "Network", "load",
     "load_problem", "save", "from_torch", "estimate", "method", "methods", "compare",
-    "GroupSortModule", "__version__",
+    "GroupSortModule", "train", "__version__",
 ]
 
 
@@ -32,3 +32,11 @@ def compare(*args, **kwargs):
     from .harness.runner import compare as _compare
 
     return _compare(*args, **kwargs)
+
+
+def train(*args, **kwargs):
+    """Train a classifier under a Lipschitz regulariser (see
+    lipopt_suite.harness.trainer.train)."""
+    from .harness.trainer import train as _train
+
+    return _train(*args, **kwargs)

@@ -28,6 +28,7 @@ DELEGATED = {
     "certify": ("lipopt_suite.apps.certify", "certified l2 robustness radius, local vs global"),
     "bench": ("lipopt_suite.apps.bench", "performance benchmarks -> results/bench.json"),
     "make-problems": ("lipopt_suite.apps.problems", "regenerate the shipped problems"),
+    "train": ("lipopt_suite.apps.train", "train a classifier under a Lipschitz regulariser"),
 }
 
 

@@ -502,7 +502,7 @@ def far_scale(net: Network, space: SearchSpace) -> float:
         R = R[np.isfinite(R)]
         outer = FAR_MARGIN * float(np.quantile(R, FAR_QUANTILE)) if R.size else 0.0
         limit = MAX_FAR_SCALE * (1.0 + float(np.abs(c).max())) / space.half
-        return float(np.clip(outer / space.half, 1.0, limit))
+        return max(1.0, min(outer / space.half, limit))
 
     return net.memo(__name__, ("far_scale", c.tobytes(), space.half), compute)
 
@@ -562,6 +562,12 @@ class SearchSpace:
         return self.domain.contains(X)
 
 
+# A first-layer unit whose weight row is this small against the largest row is dead in
+# practice (weight decay leaves rows of 1e-17 beside rows of 1): its kink, |b| / ||w|| away,
+# would blow the search box up to 1e16 and leave no point near the data.
+DEAD_ROW_RTOL = 1e-8
+
+
 def search_box(net: Network, *, X: np.ndarray | None = None, radius: float | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """The box a global search starts from (the search reaches beyond it, see
@@ -569,7 +575,8 @@ def search_box(net: Network, *, X: np.ndarray | None = None, radius: float | Non
 
     `radius` sets [-radius, radius]^n. Otherwise the box around the data X (10% margin),
     or, with no data, [-R, R]^n with R = max(1, 3 max_i |b_i| / ||w_i||) over the first
-    layer's units (so every first-layer kink crosses the box). A heuristic: any box gives
+    layer's units (so every first-layer kink crosses the box), units with rows below
+    DEAD_ROW_RTOL times the largest left out. A heuristic: any box gives
     valid lower bounds; a larger one finds more linear regions.
     """
     n = net.input_dim
@@ -590,7 +597,7 @@ def search_box(net: Network, *, X: np.ndarray | None = None, radius: float | Non
         if W is None or node.inputs != (0,):
             continue
         rows = np.linalg.norm(W, axis=1)
-        ok = rows > 0
+        ok = rows > DEAD_ROW_RTOL * rows.max(initial=0.0)
         if ok.any():
             R = max(R, 3 * float(np.max(np.abs(first.b[ok]) / rows[ok])))
     return -np.full(n, R), np.full(n, R)

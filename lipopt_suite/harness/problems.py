@@ -11,6 +11,7 @@ harness runs (`lipopt compare --preset NAME`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import time
@@ -31,7 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 MANIFEST = "manifest.toml"
 FAMILIES = ("scaman2018", "lipsdp", "exact", "digits", "constrained", "scaman2018-cnn",
-            "graphs", "tabular", "lipnets")
+            "graphs", "tabular", "lipnets", "regularisers")
 DEFAULT_ROOT = Path("problems")
 REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
 
@@ -365,16 +366,25 @@ def _gen_lipnets(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
     return generate(params)
 
 
+def _gen_regularisers(params: dict[str, Any]
+                      ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+    from .regularisers_table import generate
+
+    return generate(params)
+
+
 def _gen_fixture(params: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray]]:
     raise AssertionError("fixtures are copied, not generated")  # handled in make_problems
 
 
-GENERATORS: dict[str, Callable[[dict[str, Any]], tuple[Any, dict[str, np.ndarray]]]] = {
+# a generator returns (network, extras) or (network, extras, the record of its training run,
+# written as JSON beside the network)
+GENERATORS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
     "scaman_mlp": _gen_scaman, "random_mlp": _gen_random_mlp,
     "lipmip_width": _gen_lipmip_width, "lipmip_depth": _gen_lipmip_depth,
     "digits": _gen_digits, "constrained": _gen_constrained, "lipcst": _gen_lipcst,
     "scaman_cnn": _gen_scaman_cnn, "graph": _gen_graph, "tabular": _gen_tabular,
-    "lipnets": _gen_lipnets, "fixture": _gen_fixture,
+    "lipnets": _gen_lipnets, "regularisers": _gen_regularisers, "fixture": _gen_fixture,
 }
 
 DIGITS_RADII = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -497,6 +507,20 @@ def _suite() -> list[Problem]:
             (norm,), known_upper={norm: bound}, generator="constrained",
             params={"constraint": c, "radius": 1.0 if c == "spectral" else CONSTRAINED_RADIUS,
                     "layers": CONSTRAINED_LAYERS, "width": SCAMAN_WIDTH, "seed": 0}))
+    from .regularisers import BUDGET, REGULARISERS
+    from .regularisers_table import REGULARISER_PROBLEMS
+
+    for name, (file, params) in REGULARISER_PROBLEMS.items():
+        reg = REGULARISERS[params["regulariser"]]
+        s = params["strength"]
+        what = "no regulariser" if reg.kind == "none" else f"{reg.name}, {reg.strength} {s:g}"
+        out.append(Problem(
+            name, file, "regularisers",
+            f"digits MLP 64-20-20-10 trained with {what} ({reg.reference}); X = 300 test "
+            "images, y their labels; the training run in the .json beside it",
+            tuple(dict.fromkeys(("2", reg.norm))),
+            known_upper={reg.norm: float(s)} if reg.strength == BUDGET else {},
+            generator="regularisers", params=params))
     return out
 
 
@@ -534,14 +558,19 @@ def make_problems(out: str | Path = DEFAULT_ROOT, *, only: Sequence[str] | None 
                         shutil.copyfile(extra, target.parent / extra.name)
             else:
                 try:
-                    net, extras = GENERATORS[p.generator](p.params)
+                    made = GENERATORS[p.generator](p.params)
                 except ImportError as exc:
                     if echo:
                         echo(f"skipped {p.name}: {exc}")
                     continue
                 from ..io import save
 
-                save(net, target, **extras)
+                save(made[0], target, **made[1])
+                if len(made) > 2:
+                    from ..bound import to_jsonable
+
+                    target.with_suffix(".json").write_text(
+                        json.dumps(to_jsonable(made[2]), indent=1) + "\n")
             done[p.file] = target
             if echo:
                 echo(f"{p.name:<22} {target}  ({time.perf_counter() - start:.1f} s)")
@@ -708,6 +737,14 @@ PRESETS: dict[str, Preset] = {
             Part(("constrained",), ("autolip", "seqlip", "lipsdp-neuron", "lipsdp-layer",
                                     "liplt", "regions", "mip", "grid", "gradient-ascent")),
         ), time_limit=120.0),
+    "regularisers": Preset(
+        "regularisers", "the digits MLP trained under each regulariser: test accuracy, the "
+        "certified sandwich, the regulariser's own value and certified l2 radii", (
+            Part(("regularisers",), ("autolip", "lipsdp-neuron", "lipsdp-groupsort",
+                                     "eclipse-fast", "liplt", "data", "gradient-ascent",
+                                     "region-walk", "bab"), _QUICK_LOWER),
+        ), time_limit=30.0,
+        after=(("regularisers.json", "lipopt_suite.harness.regularisers_table:write_margins"),)),
 }
 
 

@@ -800,6 +800,9 @@ def write_report(out: str | Path, *, plots: bool = True,
     if scaman:
         (out / "scaman2018.md").write_text(scaman)
         written.append(out / "scaman2018.md")
+    from .regularisers_table import regularisers_files
+
+    written += regularisers_files(a, out, KNOWN, plots=plots)
     if plots:
         written += plot_depth(a, out) + plot_radius(a, out)
         t = plot_time(a, out)

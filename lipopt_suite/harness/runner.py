@@ -518,7 +518,7 @@ def compare(problems: Sequence[str] | None = None, *, preset: str = "default",
                 f"{len(skipped)} combinations not applicable), {settings.workers} "
                 f"{executor} worker(s), {settings.time_limit:g} s per job -> {out}")
             _run_jobs(todo, store, settings, imports, progress)
-            _run_after(spec, out, fresh, say)
+            _run_after(spec, out, fresh, say, root)
             records = store.load(repair=False)
         finally:
             store.close()
@@ -613,15 +613,21 @@ def _pending(store: Store, out: Path, planned: Sequence[Job], *, fresh: bool,
     return [j for j in planned if j.key not in finished]
 
 
-def _run_after(spec: Any, out: Path, fresh: bool, say: Callable[[str], None]) -> None:
-    """The preset's computations that are not jobs, each once per results directory."""
+def _run_after(spec: Any, out: Path, fresh: bool, say: Callable[[str], None],
+               root: str | Path = DEFAULT_ROOT) -> None:
+    """The preset's computations that are not jobs, each once per results directory (a
+    function with a `root` parameter is given the problems' directory)."""
     for name, target in spec.after:
         path = out / name
         if path.exists() and not fresh:
             continue
         module, _, function = target.partition(":")
         say(f"{spec.name}: computing {name}")
-        getattr(importlib.import_module(module), function)(path.parent)
+        fn = getattr(importlib.import_module(module), function)
+        if _accepts(fn, "root"):
+            fn(path.parent, root=root)
+        else:
+            fn(path.parent)
 
 
 def _run_jobs(todo: Sequence[Job], store: Store, settings: _Settings, imports: tuple[str, ...],

@@ -68,6 +68,8 @@ NEURON_SPLIT_FREE = 4
 STALL = 2
 # Boxes narrower than this (relative to the chart) are split on neurons only.
 MIN_BOX = 1e-6
+# first-layer rows this small against the largest set no chart radius (`global_radius`)
+DEAD_ROW_RTOL = 1e-8
 # Completion bounds tried in turn on a node not yet pruned: this many free neurons nearest
 # the output enumerated (a node with at most that many free gets the exact maximum over its
 # completions).
@@ -764,7 +766,10 @@ def global_radius(net: Net) -> float:
     lie (the charts are exact for any radius; this only balances them)."""
     W, b = net.weights[0], net.biases[0]
     rows = np.linalg.norm(W, axis=1)
-    ok = rows > 0
+    # a numerically dead unit (weight decay leaves rows of 1e-17 beside rows of 1) has its
+    # kink 1e16 away: a chart that wide leaves the regions near the data below float64's
+    # resolution of the chart, so it sets no radius
+    ok = rows > DEAD_ROW_RTOL * rows.max(initial=0.0)
     return max(1.0, 3.0 * float(np.max(np.abs(b[ok]) / rows[ok]))) if ok.any() else 1.0
 
 

@@ -220,3 +220,22 @@ def test_log_warp_covers_every_scale():
     np.testing.assert_allclose(warp.inverse(warp(y)), y, atol=1e-12)
     np.testing.assert_allclose(warp(np.array([[0.5, -0.5]])), [[3.0, -1.5]])
     np.testing.assert_allclose(warp(np.array([[1.0, 0.0]])), [[1.0 + 2e4, -1.0]])
+
+
+def test_a_dead_first_layer_unit_does_not_blow_up_the_search():
+    # weight decay leaves a row of norm 1e-17 beside a bias of 0.1: its kink lies 1e16
+    # away; the search box ignores it and the global searches still run near the data
+    from lipopt_suite.core.lower import search_box
+
+    net = random_mlp([4, 6, 3], seed=0)
+    (W0, W1), (b0, b1), _ = net.mlp()
+    W0 = W0.copy()
+    W0[2] = 1e-17
+    b0 = b0.copy()
+    b0[2] = 0.1
+    dead = Network.from_mlp([W0, W1], [b0, b1], "relu")
+    lo, hi = search_box(dead)
+    assert hi.max() < 1e3
+    for name in ("random", "gradient-ascent"):
+        b = estimate(dead, name, seed=0)
+        assert b.certified and 0 < b.value <= estimate(dead, "autolip").value

@@ -37,6 +37,20 @@ def test_equals_region_enumeration_global_and_on_a_box(seed: int, norm: str) -> 
         assert b.details["upper"] >= exact.value * (1 - EXACT_RTOL)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_dead_first_layer_unit_does_not_hide_the_regions_near_the_origin(seed: int) -> None:
+    # weight decay leaves rows of norm 1e-17 whose kink lies 1e16 away; a global chart that
+    # wide returned 0.70 for a constant of 1.05 here
+    (W0, *Ws), bs, _ = random_mlp([4, 8, 8, 2], seed=seed).mlp()
+    W0, b0 = W0.copy(), bs[0].copy()
+    W0[0], b0[0] = 1e-17, 0.1
+    net = Network.from_mlp([W0, *Ws], [b0, *bs[1:]], "relu")
+    exact = estimate(net, "regions")
+    b = estimate(net, "bab", time_limit=LIMIT)
+    assert exact.kind == "exact" and b.kind == "exact"
+    assert b.value == pytest.approx(exact.value, rel=EXACT_RTOL)
+
+
 @pytest.mark.parametrize("norm", ["inf", "1"])
 def test_equals_the_mip_on_the_lipmip_box(norm: str) -> None:
     net = lipmip_width(1)
