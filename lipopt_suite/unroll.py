@@ -288,7 +288,17 @@ def _avgpool_matrix(layer: AvgPool2d, in_shape: tuple[int, ...], where: str) -> 
 def _unroll_sequential(net: Network, max_units: int, max_entries: int) -> Unrolled:
     shapes = net.shapes()
     b = _Builder(net.input_dim, max_units, max_entries, "this network")
-    for i, layer in enumerate(net.layers):
+    layers = list(net.layers)
+    order = list(range(len(layers)))
+    for i in range(len(layers) - 1):
+        # a monotone activation commutes with max pooling: relu(max(a, b)) =
+        # max(relu(a), relu(b)); the pooled values are then >= 0 (fewer, simpler units)
+        if (isinstance(layers[order[i]], MaxPool2d) and isinstance(layers[order[i + 1]],
+                                                                  Activation)
+                and layers[order[i + 1]].name in NON_NEGATIVE):
+            order[i], order[i + 1] = order[i + 1], order[i]
+    for i in order:
+        layer = layers[i]
         shape = shapes[i]
         where = f"layer {i} ({getattr(layer, 'type_name', type(layer).__name__)})"
         if isinstance(layer, Affine):

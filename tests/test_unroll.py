@@ -59,6 +59,9 @@ CASES = {
     "maxpool before relu, overlapping, padded": (lambda: nn.Sequential(
         nn.Conv2d(1, 2, 2), nn.MaxPool2d(3, stride=1, padding=1), nn.LeakyReLU(0.1),
         nn.Flatten(), nn.Linear(32, 2)), (1, 5, 5)),
+    "maxpool then relu (swapped)": (lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 2, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+        nn.Linear(8, 2)), (1, 4, 4)),
     "maxpool 3x3 stride 2 on the input": (lambda: nn.Sequential(
         nn.MaxPool2d(3, stride=2), nn.Flatten(), nn.Linear(8, 2), nn.Sigmoid(),
         nn.Linear(2, 1)), (2, 5, 5)),
@@ -102,6 +105,16 @@ def test_non_negative_values_pass_with_one_unit():
     info_pos, info_signed = unroll(pos).info, unroll(signed).info
     assert info_pos["max_pool_units"] == 4 + 2
     assert info_signed["max_pool_units"] == 2 * 3 + 3
+
+
+def test_max_pooling_then_relu_pools_non_negative_values():
+    conv = Conv2d(np.ones((1, 1, 1, 1)), np.zeros(1))
+    out = Affine(np.ones((1, 1)), np.zeros(1))
+    pool_relu = Network((conv, MaxPool2d(2, 2), Activation("relu"), Flatten(), out),
+                        (1, 2, 2))
+    relu_pool = Network((conv, Activation("relu"), MaxPool2d(2, 2), Flatten(), out),
+                        (1, 2, 2))
+    assert unroll(pool_relu).info["sizes"] == unroll(relu_pool).info["sizes"] == [4, 4, 4, 2, 1]
 
 
 def test_relu_cnn_unrolls_to_relu_mlp_and_memo():
