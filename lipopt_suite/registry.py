@@ -107,10 +107,11 @@ UNROLL_OPTIONS = ("unroll_units", "unroll_entries")
 def mlp_form(info: MethodInfo, net: Network, options: dict[str, Any] | None = None
              ) -> tuple[Network, dict[str, Any] | None]:
     """The network an MLP-only method runs on, and what unrolling did (None: the network
-    itself). A sequential network that is not an MLP (convolutions, pooling, flatten) is
-    unrolled into an MLP computing exactly the same function (`unroll.unroll`, memoised on
-    the network); UnsupportedError when that is impossible or too large."""
-    if not info.mlp_only or net.is_graph:
+    itself). A sequential network that is not an MLP (convolutions, pooling, flatten), or
+    a ReLU computation graph (residual sums, concatenations), is unrolled into an MLP
+    computing exactly the same function (`unroll.unroll`, memoised on the network);
+    UnsupportedError when that is impossible or too large."""
+    if not info.mlp_only:
         return net, None
     try:
         net.mlp(groupsort=info.groupsort)
@@ -151,9 +152,18 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
                                f"(supported: {', '.join(info.norms)})")
     if net.is_graph and not info.graphs:
         able = sorted(m.name for m in METHODS.values() if m.graphs)
-        raise UnsupportedError(f"method {info.name} needs a sequential network (layers in "
-                               "order), this one is a computation graph; methods for graphs: "
-                               f"{', '.join(able)}")
+        why = ""
+        if info.mlp_only:
+            try:
+                mlp_form(info, net, options)
+                able = []
+            except UnsupportedError as exc:
+                why = f" ({exc})"
+        if able:
+            raise UnsupportedError(f"method {info.name} needs a sequential network (layers "
+                                   "in order) or a graph it can unroll, this one is a "
+                                   f"computation graph{why}; methods for graphs: "
+                                   f"{', '.join(able)}")
     if net.has_groupsort and not info.groupsort:
         able = sorted(m.name for m in METHODS.values() if m.groupsort)
         raise UnsupportedError(f"method {info.name} does not handle GroupSort layers (not "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lipopt_suite import Network, UnsupportedError, estimate
-from lipopt_suite.harness.nets import random_mlp
+from lipopt_suite.harness.nets import random_mlp, residual_mlp
 from lipopt_suite.network import Activation, Affine, Conv2d, Flatten, MaxPool2d
 from lipopt_suite.registry import check_applicable, methods
 
@@ -128,9 +128,9 @@ def test_single_linear_layer_every_method_is_exact(norm, order):
     assert seen >= 4
 
 
-# ---------------------------------------------------------------- convolutional networks
+# ------------------------------------------------- convolutional and residual networks
 # The MLP-only methods take these through their exact unrolling (`unroll`); the truth is
-# `regions` on that unrolled MLP (9 inputs, up to 20 hidden units).
+# `regions` on that unrolled MLP (up to 9 inputs and 20 hidden units).
 REGIONS_UNROLLED = {"max_input_dim": 9, "max_hidden_units": 64}
 UNROLLED_METHODS = ("lipsdp-neuron", "lipsdp-layer", "seqlip", "liplt", "eclipse-fast",
                     "region-walk")
@@ -164,8 +164,15 @@ def tiny_pool_net(seed: int) -> Network:
                                                    rng.standard_normal(2))), (1, 3, 3))
 
 
+@functools.cache
+def tiny_residual(seed: int) -> Network:
+    """y + V relu(W y + c), twice, then linear, on R^2 (a graph; widths 3)."""
+    return residual_mlp(n=2, hidden=3, blocks=2, outputs=2, seed=seed)
+
+
 @pytest.mark.parametrize("make, seed", [(tiny_cnn, s) for s in range(3)]
-                         + [(tiny_pool_net, s) for s in (1, 2)])
+                         + [(tiny_pool_net, s) for s in (1, 2)]
+                         + [(tiny_residual, s) for s in range(2)])
 @pytest.mark.parametrize("norm", ["2", "inf"])
 def test_sandwich_on_unrolled_cnns(make, seed, norm):
     net = make(seed)

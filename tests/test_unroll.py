@@ -1,6 +1,6 @@
 """Unrolling: the MLP computes exactly the function of the CNN (against torch's own
-convolution and pooling modules), the max-pool gadget is max pooling, and the size limits
-refuse by name."""
+convolution and pooling modules) or of the graph (residual sums, concatenations, batch
+norm), the max-pool gadget is max pooling, and the size limits refuse by name."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ import torch
 from torch import nn
 
 from lipopt_suite import Network, UnsupportedError
+from lipopt_suite.harness.nets import residual_mlp
 from lipopt_suite.io import from_torch
-from lipopt_suite.network import Activation, Affine, Conv2d, Flatten, MaxPool2d
+from lipopt_suite.network import (
+    Activation,
+    Add,
+    Affine,
+    BatchNorm,
+    Concat,
+    Conv2d,
+    Flatten,
+    MaxPool2d,
+)
 from lipopt_suite.unroll import pool_windows, unroll
 
 
@@ -138,3 +148,51 @@ def test_refusals_name_the_limit_and_the_layer():
     pool3 = from_torch(nn.Sequential(nn.AvgPool2d(3), nn.Flatten()).double(), (1, 3, 3))
     with pytest.raises(UnsupportedError, match="average pooling over 9 entries"):
         unroll(pool3)
+
+
+def graph_net(seed: int, act: str = "relu") -> Network:
+    """conv -> relu -> batch norm -> conv, a residual sum (coefficients 1, 0.5), relu, a
+    concatenation with an earlier value, max pooling, linear."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        (Conv2d(rng.standard_normal((2, 1, 3, 3)), rng.standard_normal(2), 1, 1), (0,)),
+        (Activation(act), (1,)),
+        (BatchNorm(rng.standard_normal(2), rng.standard_normal(2)), (2,)),
+        (Conv2d(rng.standard_normal((2, 2, 3, 3)), rng.standard_normal(2), 1, 1), (3,)),
+        (Add((1.0, 0.5)), (2, 4)),
+        (Activation("relu"), (5,)),
+        (Concat(0), (6, 2)),
+        (MaxPool2d(2, 2), (7,)),
+        (Flatten(), (8,)),
+        (Affine(rng.standard_normal((3, 16)), rng.standard_normal(3)), (9,)),
+    ]
+    return Network.from_graph(nodes, (1, 4, 4)).validate()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unrolled_graph_equals_its_forward(seed):
+    for net in (graph_net(seed), residual_mlp(seed=seed)):
+        mlp = unroll(net).net
+        assert mlp.is_mlp and mlp.is_relu
+        X = np.random.default_rng(seed).standard_normal((64, *net.input_shape)) * 2
+        ref = net(X)
+        scale = max(1.0, float(np.abs(ref).max()))
+        assert np.abs(mlp(X.reshape(len(X), -1)) - ref).max() <= 1e-12 * scale
+        assert unroll(net).info["pass_through_units"] > 0
+
+
+def test_graph_values_cross_relu_layers_only():
+    # a tanh layer whose output is carried through later ReLU layers unrolls ...
+    net = graph_net(0, "tanh")
+    mlp = unroll(net).net
+    assert [a.name for a in mlp.activations][0] == "tanh"
+    X = np.random.default_rng(0).standard_normal((16, *net.input_shape))
+    np.testing.assert_allclose(mlp(X.reshape(16, -1)), net(X), rtol=1e-12, atol=1e-12)
+    # ... but x + V tanh(W x) would need x to cross the tanh layer unchanged
+    rng = np.random.default_rng(1)
+    res = Network.from_graph([(Affine(rng.standard_normal((4, 2)), np.zeros(4)), (0,)),
+                              (Activation("tanh"), (1,)),
+                              (Affine(rng.standard_normal((2, 4)), np.zeros(2)), (2,)),
+                              (Add((1.0, 1.0)), (0, 3))], (2,))
+    with pytest.raises(UnsupportedError, match="only ReLU layers"):
+        unroll(res)
