@@ -614,6 +614,9 @@ LIPMIP = ("lipmip_width1", "lipmip_width2", "lipmip_width3", "lipmip_depth1",
           "lipmip_depth2", "lipmip_depth3", "lipmip_depth4", "tiny0", "tiny1", "tiny2",
           "tiny3")
 
+# CNNs and residual ReLU graphs that the MLP methods take through their exact unrolling
+UNROLLED = ("scaman2018-cnn", "digits_resnet")
+
 _QUICK_LOWER = {"annealing": {"maxfun": 1000}, "gradient-ascent": {"restarts": 8, "steps": 200}}
 
 # The tabular nets bab closes in seconds to a minute (the 13-20-16-8-3 one needs the tabular
@@ -643,7 +646,8 @@ PRESETS: dict[str, Preset] = {
             Part(("digits_mlp", "digits_cnn"),
                  ("autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast", "liplt", "data",
                   "gradient-ascent"), _QUICK_LOWER),
-            Part(("digits_mlp",), ("seqlip", "lipsdp-neuron", "region-walk")),
+            Part(("digits_mlp", "digits_cnn"), ("lipsdp-neuron", "region-walk")),
+            Part(("digits_mlp",), ("seqlip",)),
             Part(("digits_mlp_local",), ("local", "random", "gradient-ascent"),
                  _QUICK_LOWER),
             Part(("constrained",), ("autolip", "seqlip") + SDP + ("liplt", "grid",
@@ -651,7 +655,10 @@ PRESETS: dict[str, Preset] = {
                                                               "region-walk"), _QUICK_LOWER),
             Part(("graphs",), ("autolip", "data", "gradient-ascent", "annealing"),
                  _QUICK_LOWER),
+            # CNNs and ReLU graphs through their exact unrolling into MLPs
             Part(("scaman2018-cnn",), ("autolip", "data", "gradient-ascent"), _QUICK_LOWER),
+            Part(UNROLLED, SDP + ("region-walk",)),
+            Part(("residual_mlp",), ("bab", "lipsdp-neuron", "region-walk")),
             # exact values beyond region enumeration: branch-and-bound
             Part(("scaman2018", "tiny0", "tiny1", "tiny2", "lipmip_depth1", "lipmip_depth2")
                  + SMALL_TABULAR, ("bab",)),
@@ -689,6 +696,8 @@ PRESETS: dict[str, Preset] = {
     "scaman2018-cnn": Preset(
         "scaman2018-cnn", "the CNN table of Scaman & Virmaux 2018 (l2) and its AlexNet row", (
             Part(("scaman2018-cnn",), ("autolip", "seqlip-greedy", "data", "annealing")),
+            # what the table could not give: LipSDP and the region walk on the unrolled CNNs
+            Part(("scaman2018-cnn",), SDP + ("region-walk", "gradient-ascent")),
         ), time_limit=300.0,
         after=(("alexnet.json", "lipopt_suite.harness.cnn_table:write_alexnet_row"),)),
     "tabular": Preset(
