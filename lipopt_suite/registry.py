@@ -99,30 +99,80 @@ def get(name: str) -> MethodInfo:
     return table[name]
 
 
+# options of every MLP-only method: the size limits of unrolling (unroll.MAX_UNITS and
+# unroll.MAX_ENTRIES by default)
+UNROLL_OPTIONS = ("unroll_units", "unroll_entries")
+
+
+def mlp_form(info: MethodInfo, net: Network, options: dict[str, Any] | None = None
+             ) -> tuple[Network, dict[str, Any] | None]:
+    """The network an MLP-only method runs on, and what unrolling did (None: the network
+    itself). A sequential network that is not an MLP (convolutions, pooling, flatten), or
+    a ReLU computation graph (residual sums, concatenations), is unrolled into an MLP
+    computing exactly the same function (`unroll.unroll`, memoised on the network);
+    UnsupportedError when that is impossible or too large."""
+    if not info.mlp_only:
+        return net, None
+    try:
+        net.mlp(groupsort=info.groupsort)
+        return net, None
+    except InputError as exc:
+        first = str(exc)
+    from .unroll import MAX_ENTRIES, MAX_UNITS, unroll
+
+    opts = options or {}
+    limits = {"unroll_units": MAX_UNITS, "unroll_entries": MAX_ENTRIES}
+    for key in UNROLL_OPTIONS:
+        value = opts.get(key, limits[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{info.name}: option {key} must be a positive integer, got "
+                             f"{value!r}")
+        limits[key] = value
+    try:
+        u = unroll(net, max_units=limits["unroll_units"], max_entries=limits["unroll_entries"])
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"method {info.name} needs an MLP: {first}; {exc}") from None
+    return u.net, u.info
+
+
+def flat_domain(domain: Domain | None) -> Domain | None:
+    """The domain on flattened inputs (for an unrolled network)."""
+    if domain is None:
+        return None
+    radius = domain.radius if domain.radius.size == 1 else domain.radius.ravel()
+    return Domain(domain.kind, domain.center.ravel(), radius, domain.anchored)
+
+
 def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain | None,
                      options: dict[str, Any] | None = None) -> None:
-    """Raise UnsupportedError/InputError when `info` cannot run on this input."""
+    """Raise UnsupportedError/InputError when `info` cannot run on this input (an MLP-only
+    method checks the unrolled MLP of a network that is not one)."""
     if norm not in info.norms:
         raise UnsupportedError(f"method {info.name} does not support norm {norm} "
                                f"(supported: {', '.join(info.norms)})")
     if net.is_graph and not info.graphs:
         able = sorted(m.name for m in METHODS.values() if m.graphs)
-        raise UnsupportedError(f"method {info.name} needs a sequential network (layers in "
-                               "order), this one is a computation graph; methods for graphs: "
-                               f"{', '.join(able)}")
+        why = ""
+        if info.mlp_only:
+            try:
+                mlp_form(info, net, options)
+                able = []
+            except UnsupportedError as exc:
+                why = f" ({exc})"
+        if able:
+            raise UnsupportedError(f"method {info.name} needs a sequential network (layers "
+                                   "in order) or a graph it can unroll, this one is a "
+                                   f"computation graph{why}; methods for graphs: "
+                                   f"{', '.join(able)}")
     if net.has_groupsort and not info.groupsort:
         able = sorted(m.name for m in METHODS.values() if m.groupsort)
         raise UnsupportedError(f"method {info.name} does not handle GroupSort layers (not "
                                "elementwise activations); methods for GroupSort networks: "
                                f"{', '.join(able)}")
-    if info.mlp_only:
-        try:
-            net.mlp(groupsort=info.groupsort)
-        except InputError as exc:
-            raise UnsupportedError(f"method {info.name} needs an MLP: {exc}") from None
+    target, _ = mlp_form(info, net, options)
     allowed = ("relu",) if info.relu_only else info.activations
     if allowed:
-        names = sorted({a.name for a in net.activations if a.name not in allowed})
+        names = sorted({a.name for a in target.activations if a.name not in allowed})
         if names:
             raise UnsupportedError(f"method {info.name} needs {' or '.join(allowed)} "
                                    f"activations, this network has {', '.join(names)}")
@@ -163,7 +213,7 @@ def option_names(info: MethodInfo) -> list[str]:
 
 def check_option_names(info: MethodInfo, options: dict[str, Any]) -> None:
     """InputError naming the first option the method does not take, and the valid ones."""
-    valid = option_names(info)
+    valid = option_names(info) + (list(UNROLL_OPTIONS) if info.mlp_only else [])
     for key in options:
         if key not in valid:
             raise InputError(f"method {info.name} has no option {key!r} "
@@ -182,6 +232,8 @@ def check_option_values(info: MethodInfo, options: dict[str, Any], net: Network)
 
     params = inspect.signature(info.fn).parameters
     for key, value in options.items():
+        if key in UNROLL_OPTIONS:
+            continue  # checked by mlp_form
         p = params.get(key)
         if p is None or value is None:
             continue
@@ -210,7 +262,11 @@ def check_option_values(info: MethodInfo, options: dict[str, Any], net: Network)
 
 def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain | None = None,
              **options: Any) -> Bound:
-    """Run one method on one network and return its Bound (wall time in `seconds`)."""
+    """Run one method on one network and return its Bound (wall time in `seconds`).
+
+    An MLP-only method given a sequential network that is not an MLP runs on its exact
+    unrolling (`mlp_form`; `details["unrolled"]` gives its sizes): the same function, so
+    its values and witnesses (points of the flattened input) carry over."""
     info = get(method_name)
     norm = check_norm(norm)
     net.validate()
@@ -218,7 +274,14 @@ def estimate(net: Network, method_name: str, *, norm: Any = "2", domain: Domain 
     check_applicable(info, net, norm, domain, options)
     check_option_values(info, options, net)
     start = time.perf_counter()
-    bound = info.fn(net, norm=norm, domain=domain, **options)
+    target, unrolled = mlp_form(info, net, options)
+    options = {k: v for k, v in options.items() if k not in UNROLL_OPTIONS}
+    if unrolled is not None and options.get("X") is not None:
+        options["X"] = net.points(options["X"])
+    bound = info.fn(target, norm=norm, domain=flat_domain(domain) if unrolled else domain,
+                    **options)
+    if unrolled is not None:
+        bound = bound.replace(domain=domain, details={**bound.details, "unrolled": unrolled})
     elapsed = time.perf_counter() - start
     if bound.seconds == 0.0:
         bound = bound.replace(seconds=elapsed)

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lipopt_suite"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("lipopt_suite._version", "lipopt_suite.errors", "lipopt_suite.bound",
               "lipopt_suite.network", "lipopt_suite.registry", "lipopt_suite.io",
-              "lipopt_suite.limits", "lipopt_suite.quiet")),
+              "lipopt_suite.limits", "lipopt_suite.quiet", "lipopt_suite.unroll")),
     ("numerics", ("lipopt_suite.numerics",)),
     ("core", ("lipopt_suite.core",)),
     ("solvers", ("lipopt_suite.solvers",)),

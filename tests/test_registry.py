@@ -38,9 +38,42 @@ def test_relu_only_method_refuses_tanh():
         estimate(random_mlp([2, 3, 1], activation="tanh"), "regions")
 
 
-def test_mlp_only_method_refuses_cnn():
-    with pytest.raises(UnsupportedError, match="MLP"):
-        estimate(random_cnn(), "seqlip")
+def test_mlp_only_method_takes_a_cnn_through_its_unrolling():
+    net = random_cnn((1, 4, 4), (2,), seed=3, pool=False)
+    b = estimate(net, "lipsdp-neuron")
+    info = b.details["unrolled"]
+    assert info["input_dim"] == 16 and info["hidden_units"] == sum(info["sizes"][1:-1]) == 32
+    # the same bound as the method on the unrolled MLP itself, never below a certified lower
+    from lipopt_suite.unroll import unroll
+
+    assert b.value == pytest.approx(estimate(unroll(net).net, "lipsdp-neuron").value,
+                                    rel=1e-9)
+    assert b.value >= estimate(net, "gradient-ascent").value * (1 - 1e-9)
+
+
+def test_unrolled_methods_take_domains_and_points_of_the_input_shape():
+    net = random_cnn((1, 4, 4), (2,), seed=3, pool=False)
+    rng = np.random.default_rng(0)
+    centre = rng.standard_normal((1, 4, 4))
+    box = Domain.box(centre, 0.5)
+    b = estimate(net, "region-walk", domain=box, samples=200, restarts=2,
+                 X=rng.standard_normal((5, 1, 4, 4)))
+    assert b.domain is box and b.certified and "unrolled" in b.details
+    a, c = b.details["witness"]["x"], b.details["witness"]["y"]
+    assert bool(box.contains(np.stack([a, c])).all())
+    secant = np.linalg.norm(net(a.reshape(1, 4, 4)) - net(c.reshape(1, 4, 4)))
+    assert b.value <= secant / np.linalg.norm(a - c) * (1 + 1e-9)
+
+
+def test_mlp_only_method_refuses_cnn_above_the_unroll_limit():
+    net = random_cnn((1, 4, 4), (2,), seed=3, pool=False)
+    with pytest.raises(UnsupportedError, match="needs an MLP: .*limit 10: option unroll_units"):
+        estimate(net, "lipsdp-neuron", unroll_units=10)
+    with pytest.raises(InputError, match="unroll_entries must be a positive integer"):
+        estimate(net, "lipsdp-neuron", unroll_entries=0)
+    with pytest.raises(InputError, match="no option 'unroll_units'"):
+        estimate(net, "autolip", unroll_units=10)
+    assert estimate(net, "lipsdp-layer", unroll_units=32).certified
 
 
 def test_domain_rules():

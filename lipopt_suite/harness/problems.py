@@ -672,7 +672,8 @@ PRESETS: dict[str, Preset] = {
             Part(("digits_mlp", "digits_cnn"),
                  ("autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast", "liplt", "data",
                   "gradient-ascent"), _QUICK_LOWER),
-            Part(("digits_mlp",), ("seqlip", "lipsdp-neuron", "region-walk")),
+            Part(("digits_mlp", "digits_cnn"), ("lipsdp-neuron", "region-walk")),
+            Part(("digits_mlp",), ("seqlip",)),
             Part(("digits_mlp_local",), ("local", "random", "gradient-ascent"),
                  _QUICK_LOWER),
             Part(("constrained",), ("autolip", "seqlip") + SDP + ("liplt", "grid",
@@ -681,6 +682,10 @@ PRESETS: dict[str, Preset] = {
             Part(("graphs",), ("autolip", "data", "gradient-ascent", "annealing"),
                  _QUICK_LOWER),
             Part(("scaman2018-cnn",), ("autolip", "data", "gradient-ascent"), _QUICK_LOWER),
+            # CNNs and ReLU graphs through their exact unrolling into MLPs (LipSDP on the
+            # 4-10 layer CNNs runs to its limit: the scaman2018-cnn preset has them)
+            Part(("digits_resnet",), ("lipsdp-layer", "region-walk")),
+            Part(("residual_mlp",), ("bab",) + SDP + ("region-walk",)),
             # exact values beyond region enumeration: branch-and-bound
             Part(("scaman2018", "tiny0", "tiny1", "tiny2", "lipmip_depth1", "lipmip_depth2")
                  + SMALL_TABULAR, ("bab",)),
@@ -718,6 +723,8 @@ PRESETS: dict[str, Preset] = {
     "scaman2018-cnn": Preset(
         "scaman2018-cnn", "the CNN table of Scaman & Virmaux 2018 (l2) and its AlexNet row", (
             Part(("scaman2018-cnn",), ("autolip", "seqlip-greedy", "data", "annealing")),
+            # what the table could not give: LipSDP and the region walk on the unrolled CNNs
+            Part(("scaman2018-cnn",), SDP + ("region-walk", "gradient-ascent")),
         ), time_limit=300.0,
         after=(("alexnet.json", "lipopt_suite.harness.cnn_table:write_alexnet_row"),)),
     "tabular": Preset(

@@ -86,15 +86,32 @@ class _LP:
         self.highs.changeColCost(n, -1.0)
         self.index = np.arange(n + 1, dtype=np.int32)
         self.count = 0
+        self.rows: list[np.ndarray] = []  # (g, h) of each constraint, as pushed
 
     def push(self, g: np.ndarray, h: float) -> None:
         """Add the constraint g^T x <= h (as g^T x + ||g|| t <= h)."""
         self.highs.addRow(-self.inf, float(h), self.n + 1, self.index,
                           np.append(g, np.linalg.norm(g)))
+        self.rows.append(np.append(g, float(h)))
 
     def pop(self) -> None:
         rows = self.highs.getNumRow()
         self.highs.deleteRows(1, np.array([rows - 1], dtype=np.int32))
+        self.rows.pop()
+
+    def side_of(self, a: np.ndarray, c: float) -> int:
+        """-1 when a constraint of the region is exactly a^T x + c <= 0 (the region lies on
+        that side), +1 when one is exactly a^T x + c >= 0, else 0. Exact float equality: a
+        hyperplane met again (as the gadgets of an unrolled max pooling do) splits nothing."""
+        if not self.rows:
+            return 0
+        R = np.asarray(self.rows)
+        key = np.append(a, -c)
+        if np.any(np.all(R == key, axis=1)):
+            return -1
+        if np.any(np.all(R == -key, axis=1)):
+            return 1
+        return 0
 
     def chebyshev(self) -> tuple[float, np.ndarray]:
         self.highs.run()
@@ -205,6 +222,11 @@ def enumerate_regions(net: Network, *, lower: np.ndarray | None = None,
         if a_norm <= 1e-14 * (1.0 + scale_a):
             # constant on the region: one side only (both sides agree when c == 0)
             go(choices[1] if c > 0 else choices[0], pts)
+            return
+        known = lp.side_of(a, c)
+        if known:
+            # the region lies on one closed side already: the other is lower-dimensional
+            go(choices[0] if known < 0 else choices[1], pts)
             return
         vals = pts @ a + c
         margin = STRICT_MARGIN * (a_norm * (1.0 + np.abs(pts).max(axis=1)) + abs(c))
