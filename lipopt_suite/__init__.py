@@ -13,6 +13,7 @@ from .registry import estimate, method, methods
 __all__ = [
     "Bound", "Domain", "Norm", "InputError", "UnsupportedError", "Network", "load",
     "load_problem", "save", "from_torch", "estimate", "method", "methods", "compare",
+    "sandwich",
     "GroupSortModule", "__version__",
 ]
 
@@ -32,3 +33,11 @@ def compare(*args, **kwargs):
     from .harness.runner import compare as _compare
 
     return _compare(*args, **kwargs)
+
+
+def sandwich(*args, **kwargs):
+    """The tightest certified interval on a network's Lipschitz constant within a time
+    budget (see lipopt_suite.harness.sandwich.sandwich)."""
+    from .harness.sandwich import sandwich as _sandwich
+
+    return _sandwich(*args, **kwargs)
