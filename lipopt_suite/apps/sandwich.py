@@ -30,6 +30,9 @@ def cli_configure(parser: argparse.ArgumentParser) -> None:
                              "instead of the global one")
     parser.add_argument("--domain", choices=("ball", "box"), default=None,
                         help="domain shape (default: ball)")
+    parser.add_argument("--anchored", action="store_true",
+                        help="bound the constant anchored at the centre (Avant & Morgansen) "
+                             "over the ball")
     parser.add_argument("--methods", default=None,
                         help="comma-separated method names to choose from (default: every "
                              "applicable registered method)")
@@ -65,8 +68,8 @@ def cli_run(args: argparse.Namespace) -> int:
 
 def _domain(args: argparse.Namespace, input_dim: int, extras: dict[str, Any]) -> Domain | None:
     if args.radius is None:
-        if args.center is not None or args.domain is not None:
-            raise InputError("--center/--domain need --radius R")
+        if args.center is not None or args.domain is not None or args.anchored:
+            raise InputError("--center/--domain/--anchored need --radius R")
         return None
     if not (math.isfinite(args.radius) and args.radius > 0):
         raise InputError(f"--radius must be positive and finite, got {args.radius}")
@@ -77,8 +80,10 @@ def _domain(args: argparse.Namespace, input_dim: int, extras: dict[str, Any]) ->
     else:
         raise InputError(f"{args.net} stores no 'center': give --center FILE")
     if (args.domain or "ball") == "box":
+        if args.anchored:
+            raise InputError("--anchored needs a ball domain")
         return Domain.box(center, args.radius)
-    return Domain.ball(center, args.radius)
+    return Domain.ball(center, args.radius, anchored=args.anchored)
 
 
 def _bound_line(b: Bound) -> str:
@@ -93,6 +98,8 @@ def format_sandwich(s: Sandwich, name: str = "") -> str:
     where = "global"
     if s.domain is not None:
         where = f"over the {s.domain.kind} of radius {float(s.domain.radius.max()):g}"
+        if s.domain.anchored:
+            where = f"anchored at the centre, {where}"
     head = f"{name}: " if name else ""
     lo, up = s.interval
     lines = [f"{head}l{s.norm} Lipschitz constant ({where})",

@@ -6,11 +6,13 @@ The methods come from the registry: every one that can run on the network, norm 
 (`registry.COSTS`: cheap closed forms and single passes, then one convex program, then
 bounded searches, then branch-and-bound with what is left, then enumerations), and within a
 class uppers before lowers. Each method gets a time limit cut from the remaining budget:
-as its own `time_limit` option when it takes one, else by running it in a child process
-killed at the limit (`limits.call_with_limit`, as `lipopt bound --time-limit`); cheap methods
-run as they are. The run stops when the interval closes (upper <= lower (1 + CLOSE_RTOL), or
-an exact value) or the budget is spent. Only certified bounds become ends of the interval;
-estimates are listed but never used. Ctrl-C returns the interval reached so far.
+as its own `time_limit` option when it takes one, else by running it in a helper process
+killed at the limit (as `lipopt bound --time-limit` does with `limits.call_with_limit`; the
+helper is started at once, so that its interpreter and imports are ready by the time the
+searches need it); cheap methods run as they are. The run stops when the interval closes
+(upper <= lower (1 + CLOSE_RTOL), or an exact value) or the budget is spent. Only certified
+bounds become ends of the interval; estimates are listed but never used. Ctrl-C returns the
+interval reached so far.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from ..registry import COSTS, MethodInfo, check_applicable, estimate, get
 CLOSE_RTOL = 1e-9
 # Share of the remaining budget each method of a cost class may use; "anytime" and
 # "exhaustive" methods take what is left (split among the exhaustive ones still to try).
-SHARE = {"solver": 0.25, "search": 0.12}
-# Seconds a child process needs to start (a fresh interpreter importing torch and the
-# registry: 1 to 2 s measured on two shared cores); a method that would run in a child with
-# less than this is not started.
+SHARE = {"solver": 0.2, "search": 0.1}
+# Seconds a fresh helper process needs to start (an interpreter importing torch and the
+# registry: 1 to 2 s measured on two idle cores, 5 s and more on busy ones): a method that
+# would need a fresh helper with less time than this is not started.
 CHILD_START = 2.0
 # Classes in which a generalist is skipped once a specialist of the same kind has given a
 # certified bound (LipSDP for GroupSort nets solves a larger program for a ReLU net's bound).
@@ -177,6 +179,8 @@ def sandwich(net: Network, *, budget: float = 60.0, norm: Any = "2",
         raise UnsupportedError("no registered method applies to this network, norm and "
                                "domain" + (f" among {', '.join(methods)}" if methods else ""))
     run = _Run(net, norm, domain, float(budget), X)
+    if any(_needs_helper(m) for m in chosen):
+        run.helper = _Helper()
     status = "budget"
     try:
         for i, info in enumerate(chosen):
@@ -194,6 +198,9 @@ def sandwich(net: Network, *, budget: float = 60.0, norm: Any = "2",
                 break
     except KeyboardInterrupt:
         status = "interrupted"
+    finally:
+        if run.helper is not None:
+            run.helper.close()
     if status == "budget" and run.is_closed():
         status = "closed"
     return run.result(status)
@@ -216,10 +223,86 @@ def _takes(info: MethodInfo, option: str) -> bool:
     return option in inspect.signature(info.fn).parameters
 
 
-def _job(net: Network, name: str, norm: str, domain: Domain | None,
-         options: dict[str, Any]) -> Bound:
-    """One method in a child process (module level, so that it can be sent there)."""
-    return estimate(net, name, norm=norm, domain=domain, **options)
+def _needs_helper(info: MethodInfo) -> bool:
+    """Methods that run in the helper process: not cheap, and no time limit of their own."""
+    return info.cost != "cheap" and not _takes(info, "time_limit")
+
+
+def _serve(conn: Any, parent: int) -> None:
+    """The helper process: import the registry, then run the methods it is sent."""
+    import os
+    import threading
+    import traceback
+
+    def watch() -> None:  # end with the parent, even one killed without cleaning up
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        registry.load_all()
+        conn.send(("ready", None))
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                return
+            net, name, norm, domain, options = msg
+            try:
+                conn.send(("ok", estimate(net, name, norm=norm, domain=domain, **options)))
+            except Exception as exc:  # noqa: BLE001 - the parent turns it into a Bound
+                conn.send(("error", traceback.format_exception_only(type(exc), exc)[-1]
+                           .strip()))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
+
+
+class _Helper:
+    """A spawned process that runs methods with no time limit of their own, killed (and
+    replaced on the next call) when one overruns its limit."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+        import os
+
+        ctx = mp.get_context("spawn")  # fork after torch's threads have started can hang
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, os.getpid()), daemon=True,
+                                name="lipopt-sandwich-helper")
+        self.proc.start()
+        child.close()
+        self.ready = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def run(self, payload: tuple, limit: float) -> tuple[str, Any]:
+        """("ok", Bound), ("error", message) or ("timeout", message) within `limit` s."""
+        deadline = time.monotonic() + limit
+        try:
+            if not self.ready:
+                if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                    return "timeout", f"the helper process did not start within {limit:.3g} s"
+                msg = self.conn.recv()
+                if msg[0] != "ready":
+                    return "error", "the helper process failed to start"
+                self.ready = True
+            self.conn.send(payload)
+            if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                self.close()
+                return "timeout", f"no result within {limit:.3g} s"
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.close()
+            return "error", f"the helper process died (exit code {self.proc.exitcode})"
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
 
 
 class _Run:
@@ -230,6 +313,7 @@ class _Run:
         self.net, self.norm, self.domain, self.budget, self.X = net, norm, domain, budget, X
         self.start = time.perf_counter()
         self.bounds: list[Bound] = []
+        self.helper: _Helper | None = None
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
@@ -303,9 +387,9 @@ class _Run:
                         options[key] = value
                 bound = estimate(self.net, info.name, norm=self.norm, domain=domain, **options)
             elif limit is not None:
-                if limit < CHILD_START:
-                    return None
                 bound = self._child(info, domain, options, limit)
+                if bound is None:
+                    return None
             else:
                 bound = estimate(self.net, info.name, norm=self.norm, domain=domain, **options)
         except InputError as exc:  # the method refuses this network (size, structure)
@@ -322,19 +406,23 @@ class _Run:
         return bound
 
     def _child(self, info: MethodInfo, domain: Domain | None, options: dict[str, Any],
-               limit: float) -> Bound:
-        from ..limits import call_with_limit
-
-        out = call_with_limit(_job, self.bare(), info.name, self.norm, domain, options,
-                              time_limit=limit)
-        if out.status == "ok":
-            return out.value
-        name = out.message.split(":", 1)[0].rsplit(".", 1)[-1]
-        if out.status == "error" and name in ("InputError", "UnsupportedError"):
-            raise InputError(out.message.split(":", 1)[-1].strip())
-        return Bound(info.name, info.kind, math.nan, self.norm, status=out.status,
-                     domain=domain, seconds=limit if out.status == "timeout" else 0.0,
-                     details={"message": out.message})
+               limit: float) -> Bound | None:
+        """`info` in the helper process, killed after `limit` seconds (None: not started,
+        a fresh helper would need longer than that to start)."""
+        if self.helper is None or not self.helper.alive:
+            if limit < CHILD_START:
+                return None
+            self.helper = _Helper()
+        status, value = self.helper.run((self.bare(), info.name, self.norm, domain, options),
+                                        limit)
+        if status == "ok":
+            return value
+        name = value.split(":", 1)[0].rsplit(".", 1)[-1]
+        if status == "error" and name in ("InputError", "UnsupportedError"):
+            raise InputError(value.split(":", 1)[-1].strip())
+        return Bound(info.name, info.kind, math.nan, self.norm, status=status,
+                     domain=domain, seconds=limit if status == "timeout" else 0.0,
+                     details={"message": value})
 
     def bare(self) -> Network:
         """The network without its memoised values, to send to a child process."""
