@@ -40,6 +40,9 @@ SHARE = {"solver": 0.2, "search": 0.1}
 # registry: 1 to 2 s measured on two idle cores, 5 s and more on busy ones): a method that
 # would need a fresh helper with less time than this is not started.
 CHILD_START = 2.0
+# Share of the remaining budget of the first, short run of an anytime method, before the
+# searches.
+PROBE_SHARE = 0.15
 # Classes in which a generalist is skipped once a specialist of the same kind has given a
 # certified bound (LipSDP for GroupSort nets solves a larger program for a ReLU net's bound).
 SKIP_GENERALISTS = ("solver",)
@@ -136,7 +139,8 @@ class Sandwich:
         return to_jsonable({
             "lower": self.lower.value, "upper": self.upper.value, "exact": self.exact,
             "ratio": self.ratio, "status": self.status, "norm": self.norm,
-            "quantity": self.upper.quantity if self.domain is not None else "global",
+            "quantity": ("global" if self.domain is None
+                         else "anchored" if self.domain.anchored else "local"),
             "domain": None if self.domain is None else self.domain.to_dict(),
             "lower_methods": list(self.lower_methods),
             "upper_methods": list(self.upper_methods), "witness": self.witness,
@@ -183,10 +187,11 @@ def sandwich(net: Network, *, budget: float = 60.0, norm: Any = "2",
         run.helper = _Helper()
     status = "budget"
     try:
-        for i, info in enumerate(chosen):
+        plan = _plan(chosen)
+        for i, (info, probe) in enumerate(plan):
             if not run.wants(info) or run.covered(info):
                 continue
-            bound = run.call(info, chosen[i + 1:])
+            bound = run.call(info, [m for m, _ in plan[i + 1:]], probe)
             if bound is None:
                 continue
             if bound.details.get("stopped") == "interrupt":  # a method that caught Ctrl-C
@@ -221,6 +226,20 @@ def _takes(info: MethodInfo, option: str) -> bool:
     import inspect
 
     return option in inspect.signature(info.fn).parameters
+
+
+def _plan(chosen: Sequence[MethodInfo]) -> list[tuple[MethodInfo, bool]]:
+    """(method, probe) in the order they run: `chosen`, with a short probe of each anytime
+    method inserted before the searches (small nets close there, and the searches never
+    run; the anytime method runs again with the rest of the budget after them)."""
+    anytime = [m for m in chosen if m.cost == "anytime"]
+    plan: list[tuple[MethodInfo, bool]] = []
+    for m in chosen:
+        if anytime and COSTS.index(m.cost) >= COSTS.index("search"):
+            plan.extend((a, True) for a in anytime)
+            anytime = []
+        plan.append((m, False))
+    return plan
 
 
 def _needs_helper(info: MethodInfo) -> bool:
@@ -362,22 +381,26 @@ class _Run:
                    and get(b.method).cost == info.cost and not generalist(get(b.method), self.net)
                    for b in self.bounds)
 
-    def limit(self, info: MethodInfo, later: Sequence[MethodInfo]) -> float | None:
+    def limit(self, info: MethodInfo, later: Sequence[MethodInfo], probe: bool = False
+              ) -> float | None:
         """The seconds `info` may use (None: no limit, for cheap methods)."""
         if info.cost == "cheap":
             return None
         left = max(self.left(), MIN_SLICE)
+        if probe:
+            return max(PROBE_SHARE * left, MIN_SLICE)
         if info.cost in SHARE:
             return max(SHARE[info.cost] * left, MIN_SLICE)
         if info.cost == "exhaustive":
             return left / (1 + sum(1 for m in later if m.cost == "exhaustive"))
         return left
 
-    def call(self, info: MethodInfo, later: Sequence[MethodInfo]) -> Bound | None:
+    def call(self, info: MethodInfo, later: Sequence[MethodInfo], probe: bool = False
+             ) -> Bound | None:
         """Run `info` under its limit and keep its Bound (None when it does not run)."""
         domain = _domain_for(info, self.domain)
         options = _inputs(info, self.X)
-        limit = self.limit(info, later)
+        limit = self.limit(info, later, probe)
         t0 = time.perf_counter()
         try:
             if limit is not None and _takes(info, "time_limit"):
