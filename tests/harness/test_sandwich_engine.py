@@ -61,6 +61,19 @@ def test_interval_contains_the_exact_value(seed, norm, searches):
     assert all(m in {b.method for b in s.bounds} for m in s.lower_methods + s.upper_methods)
 
 
+def test_searches_in_the_helper_process_give_certified_lower_ends():
+    net = random_mlp([2, 6, 5, 1], seed=5)
+    # no exact method: the interval cannot close; the searches have no time limit of their
+    # own and run in the helper process
+    s = sandwich(net, budget=60, norm="2", methods=["autolip", "gradient-ascent", "grid"])
+    assert s.status == "budget"
+    searched = [b for b in s.bounds if b.method != "autolip"]
+    assert all(b.status in ("ok", "timeout") for b in searched)  # never an error
+    assert any(b.status == "ok" and b.certified and b.kind == "lower" for b in searched)
+    assert set(s.lower_methods) <= {"gradient-ascent", "grid"}
+    assert_contains(s, exact(net, "2"))
+
+
 def test_local_interval_over_a_box_contains_the_exact_value():
     net = random_mlp([2, 6, 5, 1], seed=3)
     box = Domain.box(np.array([0.2, -0.1]), 0.3)
