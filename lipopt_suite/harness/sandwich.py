@@ -178,15 +178,18 @@ def sandwich(net: Network, *, budget: float = 60.0, norm: Any = "2",
     if domain is not None and domain.center.size != net.input_dim:
         raise InputError(f"domain centre has {domain.center.size} entries but the network "
                          f"input has {net.input_dim}")
+    if isinstance(methods, str) or not (methods is None or all(isinstance(m, str)
+                                                                for m in methods)):
+        raise InputError(f"methods must be a list of method names, got {methods!r}")
     chosen = applicable(net, norm, domain, methods, X)
     if not chosen:
         raise UnsupportedError("no registered method applies to this network, norm and "
                                "domain" + (f" among {', '.join(methods)}" if methods else ""))
     run = _Run(net, norm, domain, float(budget), X)
-    if any(_needs_helper(m) for m in chosen):
-        run.helper = _Helper()
     status = "budget"
     try:
+        if any(_needs_helper(m) for m in chosen):
+            run.helper = _Helper()
         plan = _plan(chosen)
         for i, (info, probe) in enumerate(plan):
             if not run.wants(info) or run.covered(info):

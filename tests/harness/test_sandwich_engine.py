@@ -139,6 +139,8 @@ def test_bad_input_is_refused():
         sandwich(net, budget=float("nan"))
     with pytest.raises(InputError, match="unknown method"):
         sandwich(net, methods=["no-such-method"])
+    with pytest.raises(InputError, match="list of method names"):
+        sandwich(net, methods="autolip")
     with pytest.raises(InputError, match="Network"):
         sandwich(np.zeros((2, 2)))
     with pytest.raises(InputError, match="norm"):
