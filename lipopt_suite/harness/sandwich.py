@@ -6,13 +6,13 @@ The methods come from the registry: every one that can run on the network, norm 
 (`registry.COSTS`: cheap closed forms and single passes, then one convex program, then
 bounded searches, then branch-and-bound with what is left, then enumerations), and within a
 class uppers before lowers. Each method gets a time limit cut from the remaining budget:
-as its own `time_limit` option when it takes one, else by running it in a helper process
-killed at the limit (as `lipopt bound --time-limit` does with `limits.call_with_limit`; the
-helper is started at once, so that its interpreter and imports are ready by the time the
-searches need it); cheap methods run as they are. The run stops when the interval closes
-(upper <= lower (1 + CLOSE_RTOL), or an exact value) or the budget is spent. Only certified
-bounds become ends of the interval; estimates are listed but never used. Ctrl-C returns the
-interval reached so far.
+as its own `time_limit` option when it takes one, and by running it in a helper process
+killed at the limit when it takes none or is an exact search (as `lipopt bound
+--time-limit` does with `limits.call_with_limit`; the helper is started at once, so that its
+interpreter and imports are ready when needed); cheap methods run as they are. The run
+stops when the interval closes (upper <= lower (1 + CLOSE_RTOL), or an exact value) or the
+budget is spent. Only certified bounds become ends of the interval; estimates are listed
+but never used. Ctrl-C returns the interval reached so far.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ SHARE = {"solver": 0.2, "search": 0.1}
 # registry: 1 to 2 s measured on two idle cores, 5 s and more on busy ones): a method that
 # would need a fresh helper with less time than this is not started.
 CHILD_START = 2.0
+# Cost classes whose methods run in the helper process even though they take a time limit:
+# they get SOFT_SHARE of their slice as their own limit, to stop and return what they have
+# proven, and are killed at the end of the slice (bab's time checks fall between batches,
+# and on a 784-input net one step overran a 7 s limit by minutes).
+HARD_LIMIT_COSTS = ("anytime", "exhaustive")
+SOFT_SHARE = 0.9
 # Share of the remaining budget of the first, short run of an anytime method, before the
 # searches.
 PROBE_SHARE = 0.15
@@ -246,8 +252,11 @@ def _plan(chosen: Sequence[MethodInfo]) -> list[tuple[MethodInfo, bool]]:
 
 
 def _needs_helper(info: MethodInfo) -> bool:
-    """Methods that run in the helper process: not cheap, and no time limit of their own."""
-    return info.cost != "cheap" and not _takes(info, "time_limit")
+    """Methods that run in the helper process, killed at their slice: those with no time
+    limit of their own, and the exact searches, one step of which (a bounding batch, the
+    final exact-arithmetic check) can outlast their own limit on a large network."""
+    return info.cost != "cheap" and (not _takes(info, "time_limit")
+                                     or info.cost in HARD_LIMIT_COSTS)
 
 
 def _serve(conn: Any, parent: int) -> None:
@@ -410,15 +419,16 @@ class _Run:
         t0 = time.perf_counter()
         try:
             if limit is not None and _takes(info, "time_limit"):
-                options["time_limit"] = limit
+                options["time_limit"] = SOFT_SHARE * limit if _needs_helper(info) else limit
                 for key, value in SIZE_LIMITS_UNDER_TIME.items():
                     if _takes(info, key):
                         options[key] = value
-                bound = estimate(self.net, info.name, norm=self.norm, domain=domain, **options)
-            elif limit is not None:
+            if limit is not None and _needs_helper(info):
                 bound = self._child(info, domain, options, limit)
                 if bound is None:
                     return None
+            elif limit is not None:
+                bound = estimate(self.net, info.name, norm=self.norm, domain=domain, **options)
             else:
                 bound = estimate(self.net, info.name, norm=self.norm, domain=domain, **options)
         except InputError as exc:  # the method refuses this network (size, structure)
