@@ -194,8 +194,8 @@ def sandwich(net: Network, *, budget: float = 60.0, norm: Any = "2",
     run = _Run(net, norm, domain, float(budget), X)
     status = "budget"
     try:
-        if any(_needs_helper(m) for m in chosen):
-            run.helper = _Helper()
+        for role in dict.fromkeys(_role(m) for m in chosen if _needs_helper(m)):
+            run.helpers[role] = _Helper()
         plan = _plan(chosen)
         for i, (info, probe) in enumerate(plan):
             if not run.wants(info) or run.covered(info):
@@ -213,8 +213,8 @@ def sandwich(net: Network, *, budget: float = 60.0, norm: Any = "2",
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        if run.helper is not None:
-            run.helper.close()
+        for helper in run.helpers.values():
+            helper.close()
     if status == "budget" and run.is_closed():
         status = "closed"
     return run.result(status)
@@ -257,6 +257,12 @@ def _needs_helper(info: MethodInfo) -> bool:
     final exact-arithmetic check) can outlast their own limit on a large network."""
     return info.cost != "cheap" and (not _takes(info, "time_limit")
                                      or info.cost in HARD_LIMIT_COSTS)
+
+
+def _role(info: MethodInfo) -> str:
+    """Which helper runs `info`: exact searches have their own, so that a search killed at
+    its limit leaves branch-and-bound a warm helper."""
+    return "exact" if info.cost in HARD_LIMIT_COSTS else "search"
 
 
 def _serve(conn: Any, parent: int) -> None:
@@ -309,19 +315,21 @@ class _Helper:
     def alive(self) -> bool:
         return self.proc.is_alive()
 
-    def run(self, payload: tuple, limit: float, start_within: float) -> tuple[str, Any]:
-        """("ok", Bound), ("error", message) or ("timeout", message) within `limit` s of
-        the helper being ready, which it must be within `start_within` s (its start is a
-        cost shared by every method it runs, not charged to one of them)."""
+    def wait_ready(self, within: float) -> bool:
+        """Whether the helper is ready (waiting up to `within` s for it to start)."""
+        if not self.ready:
+            try:
+                if not self.conn.poll(max(0.0, within)):
+                    return False
+                self.ready = self.conn.recv()[0] == "ready"
+            except (EOFError, OSError):
+                self.close()
+        return self.ready
+
+    def run(self, payload: tuple, limit: float) -> tuple[str, Any]:
+        """("ok", Bound), ("error", message) or ("timeout", message) within `limit` s, on a
+        ready helper."""
         try:
-            if not self.ready:
-                if not self.conn.poll(max(0.0, start_within)):
-                    return "timeout", ("the helper process did not start within "
-                                       f"{start_within:.3g} s")
-                msg = self.conn.recv()
-                if msg[0] != "ready":
-                    return "error", "the helper process failed to start"
-                self.ready = True
             deadline = time.monotonic() + limit
             self.conn.send(payload)
             if not self.conn.poll(max(0.0, deadline - time.monotonic())):
@@ -347,7 +355,7 @@ class _Run:
         self.net, self.norm, self.domain, self.budget, self.X = net, norm, domain, budget, X
         self.start = time.perf_counter()
         self.bounds: list[Bound] = []
-        self.helper: _Helper | None = None
+        self.helpers: dict[str, _Helper] = {}
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
@@ -419,7 +427,7 @@ class _Run:
         t0 = time.perf_counter()
         try:
             if limit is not None and _takes(info, "time_limit"):
-                options["time_limit"] = SOFT_SHARE * limit if _needs_helper(info) else limit
+                options["time_limit"] = limit
                 for key, value in SIZE_LIMITS_UNDER_TIME.items():
                     if _takes(info, key):
                         options[key] = value
@@ -446,17 +454,27 @@ class _Run:
 
     def _child(self, info: MethodInfo, domain: Domain | None, options: dict[str, Any],
                limit: float) -> Bound | None:
-        """`info` in the helper process, killed after `limit` seconds (None: not started,
-        a fresh helper would need longer than that to start)."""
-        if self.helper is None or not self.helper.alive:
+        """`info` in its helper process, killed after `limit` seconds of the helper being
+        ready; its own time limit, if it takes one, is SOFT_SHARE of that (None: not started,
+        a fresh helper would need longer than `limit` to start)."""
+        role = _role(info)
+        helper = self.helpers.get(role)
+        if helper is None or not helper.alive:
             if limit < CHILD_START:
                 return None
-            self.helper = _Helper()
+            helper = self.helpers[role] = _Helper()
         t0 = time.perf_counter()
-        status, value = self.helper.run((self.bare(), info.name, self.norm, domain, options),
-                                        min(limit, max(self.left(), MIN_SLICE)), self.left())
-        if status == "timeout" and self.left() > CHILD_START:
-            self.helper = _Helper()  # warms up while the next methods run
+        # the helper's start is a cost shared by every method it runs: not charged to one
+        if not helper.wait_ready(self.left()):
+            status, value = "timeout", "the helper process did not start within the budget"
+        else:
+            slice_ = min(limit, max(self.left(), MIN_SLICE))
+            if "time_limit" in options:
+                options["time_limit"] = SOFT_SHARE * slice_
+            status, value = helper.run((self.bare(), info.name, self.norm, domain, options),
+                                       slice_)
+        if not helper.alive and self.left() > CHILD_START:
+            self.helpers[role] = _Helper()  # warms up while the next methods run
         if status == "ok":
             return value
         name = value.split(":", 1)[0].rsplit(".", 1)[-1]
