@@ -130,3 +130,29 @@ def test_compare_chooses_methods_as_sandwich_does(folder, monkeypatch):
     assert {j.method for j in jobs} | {s[1] for s in skipped} == set(names)
     assert [j.method for j in jobs] == [n for n in names if n in {j.method for j in jobs}]
     assert {"lipsdp-neuron", "region-walk", "bab"} <= {j.method for j in jobs}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning",
+                            "ignore::DeprecationWarning")
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_other_file_formats_from_an_empty_folder(tmp_path, monkeypatch, capsys, suffix):
+    torch = pytest.importorskip("torch")
+    if suffix == ".onnx":
+        pytest.importorskip("onnx")
+    from lipopt_suite.cli import main
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    path = tmp_path / f"mynet{suffix}"
+    if suffix == ".pt":
+        torch.save(model.state_dict(), path)
+    else:
+        torch.onnx.export(model.eval(), torch.randn(1, 3), str(path))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()  # what torch's exporter printed
+    code = main(["sandwich", path.name, "--budget", "20", "--json", "--methods",
+                 "autolip,lipsdp-neuron,random,bab"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    brute = estimate(lipopt_suite.load(path), "regions").value
+    assert data["lower"] <= brute * (1 + RTOL) and brute <= data["upper"] * (1 + RTOL)
