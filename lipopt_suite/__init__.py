@@ -13,7 +13,7 @@ from .registry import estimate, method, methods
 __all__ = [
     "Bound", "Domain", "Norm", "InputError", "UnsupportedError", "Network", "load",
     "load_problem", "save", "from_torch", "estimate", "method", "methods", "compare",
-    "GroupSortModule", "train", "__version__",
+    "sandwich", "GroupSortModule", "train", "__version__",
 ]
 
 
@@ -40,3 +40,11 @@ def train(*args, **kwargs):
     from .harness.trainer import train as _train
 
     return _train(*args, **kwargs)
+
+
+def sandwich(*args, **kwargs):
+    """The tightest certified interval on a network's Lipschitz constant within a time
+    budget (see lipopt_suite.harness.sandwich.sandwich)."""
+    from .harness.sandwich import sandwich as _sandwich
+
+    return _sandwich(*args, **kwargs)

@@ -22,6 +22,8 @@ from .quiet import VERBOSE_ENV
 
 # subcommand -> (owner module, one-line help)
 DELEGATED = {
+    "sandwich": ("lipopt_suite.apps.sandwich", "the tightest certified interval on a network's "
+                 "constant within a time budget"),
     "compare": ("lipopt_suite.apps.compare", "run methods x problems and write a report"),
     "report": ("lipopt_suite.apps.report", "re-render tables and plots from records"),
     "lipcst": ("lipopt_suite.apps.lipcst", "Max-Cut -> LIP-CST reduction on a graph"),

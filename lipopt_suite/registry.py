@@ -22,6 +22,12 @@ from .network import Network
 
 METHOD_PACKAGES = ("lipopt_suite.core", "lipopt_suite.solvers")
 NEEDS_DOMAIN = ("never", "optional", "required")
+# What a run costs, cheapest first (the order in which `sandwich` tries methods):
+# "cheap" closed forms and single passes (milliseconds to seconds at any size), "solver" one
+# convex program, "search" a bounded search or a size-limited enumeration (seconds, stopped
+# early by a time limit), "anytime" an exact search that keeps a certified interval when
+# stopped, "exhaustive" an exact enumeration or integer program that must finish to pay.
+COSTS = ("cheap", "solver", "search", "anytime", "exhaustive")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class MethodInfo:
     activations: tuple[str, ...] = ()  # activations it handles; empty: any
     graphs: bool = False  # accepts computation-graph networks (else sequential ones only)
     groupsort: bool = False  # handles GroupSort layers (else refuses networks holding one)
+    cost: str = "search"  # one of COSTS
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "norms": list(self.norms),
@@ -49,7 +56,7 @@ class MethodInfo:
                 "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
                 "domain_kinds": list(self.domain_kinds), "anchored": self.anchored,
                 "activations": list(self.activations), "graphs": self.graphs,
-                "groupsort": self.groupsort}
+                "groupsort": self.groupsort, "cost": self.cost}
 
 
 METHODS: dict[str, MethodInfo] = {}
@@ -63,6 +70,8 @@ def method(name: str, *, kind: str, norms: tuple[str, ...], summary: str, **flag
         raise ValueError(f"method {name}: unknown kind {kind!r}")
     if flags.get("domain", "optional") not in NEEDS_DOMAIN:
         raise ValueError(f"method {name}: domain must be one of {NEEDS_DOMAIN}")
+    if flags.get("cost", "search") not in COSTS:
+        raise ValueError(f"method {name}: cost must be one of {COSTS}")
 
     def register(fn: Callable[..., Bound]) -> Callable[..., Bound]:
         if name in METHODS and METHODS[name].fn is not fn:

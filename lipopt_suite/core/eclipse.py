@@ -19,7 +19,7 @@ from ..registry import method
 
 __all__ = ["eclipse_fast", "eclipse_point"]
 
-@method("eclipse-fast", kind="upper", norms=("2",), mlp_only=True, domain="never",
+@method("eclipse-fast", kind="upper", cost="cheap", norms=("2",), mlp_only=True, domain="never",
         summary="ECLipsE-Fast: closed-form feasible point of LipSDP-Layer, certified")
 def eclipse_fast(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """ECLipsE-Fast: eliminate the LipSDP-Layer LMI block by block (Schur complements) and

@@ -58,7 +58,7 @@ def liplt_value(weights: list[np.ndarray], slopes: list[tuple[float, float]]
     return value, certified, L
 
 
-@method("liplt", kind="upper", norms=("2",), mlp_only=True, domain="never",
+@method("liplt", kind="upper", cost="cheap", norms=("2",), mlp_only=True, domain="never",
         summary="LipLT: loop-transformed recursion over products of consecutive layers")
 def liplt(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """LipLT: write each activation as its mean slope times the identity plus a residual of

@@ -690,7 +690,7 @@ def anchored_bound(anchor: Anchor, eps: float, *, merge: bool = True,
                                                if b.how.startswith("explicit"))})
 
 
-@method("local", kind="upper", norms=("2",), relu_only=True, domain="required",
+@method("local", kind="upper", cost="cheap", norms=("2",), relu_only=True, domain="required",
         domain_kinds=("ball",), anchored="only",
         summary="Avant & Morgansen local bound anchored at the centre of an l2 ball")
 def local(net: Network, *, norm: str = "2", domain: Domain | None = None, device: Any = None,

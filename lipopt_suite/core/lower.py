@@ -758,7 +758,8 @@ def _sampled(name: str, net: Network, norm: str, domain: Domain | None, space: S
 
 
 # ------------------------------------------------------------------------ methods
-@method("data", kind="lower", norms=("2", "inf", "1"), needs=("X",), anchored="optional",
+@method("data", kind="lower", cost="cheap",
+        norms=("2", "inf", "1"), needs=("X",), anchored="optional",
         graphs=True, groupsort=True,
         summary="largest Jacobian norm over the data points X")
 def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any = None,
@@ -775,7 +776,8 @@ def data(net: Network, *, norm: str = "2", domain: Domain | None = None, X: Any 
                                  _scores(net, P, norm, space, device), space)
 
 
-@method("random", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
+@method("random", kind="lower", cost="cheap",
+        norms=("2", "inf", "1"), anchored="optional", graphs=True,
         groupsort=True,
         summary="largest Jacobian norm (or secant) at random points, at every scale")
 def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None,
@@ -794,7 +796,8 @@ def random_points(net: Network, *, norm: str = "2", domain: Domain | None = None
                     multiscale, radius is not None, device)[0]
 
 
-@method("gradient-ascent", kind="lower", norms=("2", "inf", "1"), anchored="optional",
+@method("gradient-ascent", kind="lower", cost="search",
+        norms=("2", "inf", "1"), anchored="optional",
         graphs=True, groupsort=True,
         summary="gradient ascent on secant ratios from the best random points, every scale")
 def gradient_ascent(net: Network, *, norm: str = "2", domain: Domain | None = None,
@@ -913,7 +916,8 @@ class LogWarp:
         return np.clip(y, -1.0, 1.0)
 
 
-@method("annealing", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
+@method("annealing", kind="lower", cost="search",
+        norms=("2", "inf", "1"), anchored="optional", graphs=True,
         groupsort=True,
         summary="simulated annealing (scipy dual_annealing) on the Jacobian norm, every scale")
 def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
@@ -965,7 +969,8 @@ def annealing(net: Network, *, norm: str = "2", domain: Domain | None = None,
 GRID_DEFAULT_POINTS = {1: 20_000, 2: 400, 3: 60}
 
 
-@method("grid", kind="lower", norms=("2", "inf", "1"), anchored="optional", graphs=True,
+@method("grid", kind="lower", cost="search",
+        norms=("2", "inf", "1"), anchored="optional", graphs=True,
         groupsort=True,
         summary="Jacobian norm on a regular grid (input dimension <= 3)")
 def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
@@ -989,7 +994,7 @@ def grid(net: Network, *, norm: str = "2", domain: Domain | None = None,
                                  {"resolution": res})
 
 
-@method("clever", kind="estimate", norms=("2", "inf", "1"), domain="required",
+@method("clever", kind="estimate", cost="search", norms=("2", "inf", "1"), domain="required",
         anchored="optional", graphs=True,
         groupsort=True,
         summary="CLEVER: extreme-value estimate of the local constant (no guarantee)")

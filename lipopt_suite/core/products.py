@@ -14,7 +14,7 @@ from .autolip import graph_autolip
 from .linalg import frobenius_norm, layer_upper_bounds, network_layer_bounds
 
 
-@method("frobenius", kind="upper", norms=("2",), domain="never", groupsort=True,
+@method("frobenius", kind="upper", cost="cheap", norms=("2",), domain="never", groupsort=True,
         summary="product of the layers' Frobenius norms (and activation slopes)")
 def frobenius(net: Network, *, norm: str = "2", domain: Domain | None = None) -> Bound:
     """Product of Frobenius norms: ||W||_2 <= ||W||_F for every linear layer.
@@ -53,7 +53,7 @@ def rounded_up_product(factors: list[float]) -> float:
     return value * (1 + 2 * len(factors) * 2.0**-53) if math.isfinite(value) else value
 
 
-@method("autolip", kind="upper", norms=("2", "inf", "1"), domain="never", graphs=True,
+@method("autolip", kind="upper", cost="cheap", norms=("2", "inf", "1"), domain="never", graphs=True,
         groupsort=True,
         summary="AutoLip: product of certified layer norms; Algorithm 2 on graphs")
 def autolip(net: Network, *, norm: str = "2", domain: Domain | None = None,

@@ -44,7 +44,7 @@ def _inner_matrices(svds: list, i: int, last: int) -> tuple[np.ndarray, np.ndarr
     return left[:, None] * Vh_n, U_i * right[None, :]
 
 
-@method("seqlip", kind="upper", norms=("2",), mlp_only=True, domain="never",
+@method("seqlip", kind="upper", cost="search", norms=("2",), mlp_only=True, domain="never",
         summary="SeqLip with the exact inner max over activation patterns (small widths)")
 def seqlip(net: Network, *, norm: str = "2", domain: Domain | None = None,
            max_width: int = MAX_EXACT_WIDTH, time_limit: float | None = None) -> Bound:
@@ -127,7 +127,7 @@ def _svd_certified_value(weights: list[np.ndarray], svds: list, factors: list[fl
     return value, {"residuals": residuals, "relative_inflation": value / math.prod(factors) - 1}
 
 
-@method("seqlip-greedy", kind="estimate", norms=("2",), domain="never",
+@method("seqlip-greedy", kind="estimate", cost="cheap", norms=("2",), domain="never",
         summary="SeqLip with a greedy inner max (conv nets: top singular vectors); no guarantee")
 def seqlip_greedy(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   top_k: int = 64, device: Any = None) -> Bound:

@@ -33,7 +33,8 @@ from typing import Any
 
 from ..bound import Domain, check_norm
 from ..errors import InputError
-from .problems import DEFAULT_ROOT, Problem, get_preset, load_manifest
+from .problems import DEFAULT_ROOT, MANIFEST, Problem, get_preset, load_manifest
+from .sandwich import candidates
 from .store import RECORDS, Store
 
 ALL = "all"  # --preset all: every preset in turn, each into runs/PRESET
@@ -46,9 +47,6 @@ START_METHOD = "spawn"  # a fresh interpreter: no inherited thread pools or lock
 # can stop and return their proven bound before the worker is killed.
 SOFT_LIMIT_SHARE = 0.8
 WORKER_START_TIMEOUT = 180.0  # seconds for a worker to import torch and the registry
-# Problems outside the preset (a file named on the command line) get these methods.
-GENERIC_METHODS = ("frobenius", "autolip", "seqlip-greedy", "lipsdp-layer", "eclipse-fast",
-                   "liplt", "data", "gradient-ascent")
 MAX_WARNINGS = 5  # distinct warning messages kept in a record
 VERSION_PACKAGES = ("numpy", "scipy", "torch", "cvxpy", "scs", "clarabel", "highspy",
                     "networkx")
@@ -572,7 +570,9 @@ def _plan(names: Sequence[str], spec: Any, methods: Sequence[str] | None,
         method_list = [get(m).name for m in methods]  # unknown names: InputError
         if not method_list:
             raise InputError("--methods is empty")
-    manifest = load_manifest(root)
+    # network files named on the command line need no manifest (any folder will do)
+    files_only = bool(names) and all(_is_network_file(n) for n in names)
+    manifest = {} if files_only and not _has_manifest(root) else load_manifest(root)
     chosen = _select_problems(names, manifest, spec, norms)
     from .problems import check_files
 
@@ -582,7 +582,9 @@ def _plan(names: Sequence[str], spec: Any, methods: Sequence[str] | None,
     def methods_for(p: Problem) -> list[tuple[str, dict[str, Any]]]:
         if method_list is not None:
             return [(m, {}) for m in method_list]
-        pairs = spec.methods_for(p) or [(m, {}) for m in GENERIC_METHODS]
+        # problems outside the preset (a file named on the command line) get the methods
+        # `lipopt sandwich` chooses from, by the registry's capabilities and cost classes
+        pairs = spec.methods_for(p) or [(m.name, {}) for m in candidates()]
         table = load_all()
         missing.update(m for m, _ in pairs if m not in table)
         return [(m, o) for m, o in pairs if m in table]
@@ -591,6 +593,15 @@ def _plan(names: Sequence[str], spec: Any, methods: Sequence[str] | None,
     if missing:
         say(f"not registered here, skipped: {', '.join(sorted(missing))}")
     return chosen, planned, skipped
+
+
+def _is_network_file(name: str) -> bool:
+    return bool(Path(name).suffix) and Path(name).is_file()
+
+
+def _has_manifest(root: str | Path) -> bool:
+    root = Path(root)
+    return (root / MANIFEST).is_file() if root.is_dir() else root.is_file()
 
 
 def _pending(store: Store, out: Path, planned: Sequence[Job], *, fresh: bool,

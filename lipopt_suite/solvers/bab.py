@@ -773,7 +773,7 @@ def global_radius(net: Net) -> float:
     return max(1.0, 3.0 * float(np.max(np.abs(b[ok]) / rows[ok]))) if ok.any() else 1.0
 
 
-@method("bab", kind="exact", norms=("2", "inf", "1"), mlp_only=True,
+@method("bab", kind="exact", cost="anytime", norms=("2", "inf", "1"), mlp_only=True,
         activations=("relu", "leaky_relu"), domain="optional", domain_kinds=("box", "ball"),
         summary="exact: branch-and-bound over input boxes and neurons, anytime certified gap")
 def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,

@@ -351,7 +351,7 @@ def max_reachable_pattern_norm(M1: np.ndarray, b1: np.ndarray, M2: np.ndarray, *
 
 
 # ------------------------------------------------------------------------ the method
-@method("hypercube", kind="exact", norms=("2",), relu_only=True, mlp_only=True,
+@method("hypercube", kind="exact", cost="exhaustive", norms=("2",), relu_only=True, mlp_only=True,
         domain="never",
         summary="exact l2 for one-hidden-layer ReLU nets: branch-and-bound over {0,1}^l")
 def hypercube(net: Network, *, norm: str = "2", domain: Domain | None = None,

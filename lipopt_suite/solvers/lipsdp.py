@@ -486,7 +486,7 @@ def _check_norm(name: str, norm: str) -> None:
         raise InputError(f"{name} bounds the l2 constant only, not norm {norm}")
 
 
-@method("lipsdp-neuron", kind="upper", norms=("2",), mlp_only=True, domain="never",
+@method("lipsdp-neuron", kind="upper", cost="solver", norms=("2",), mlp_only=True, domain="never",
         summary="LipSDP-Neuron: SDP with one multiplier per neuron, certified a posteriori")
 def lipsdp_neuron(net: Network, *, norm: str = "2", domain: Domain | None = None,
                   solver: str | None = None, time_limit: float | None = None,
@@ -511,7 +511,7 @@ def lipsdp_neuron(net: Network, *, norm: str = "2", domain: Domain | None = None
                         chordal=chordal, eps=eps, device=device, progress=progress)
 
 
-@method("lipsdp-layer", kind="upper", norms=("2",), mlp_only=True, domain="never",
+@method("lipsdp-layer", kind="upper", cost="solver", norms=("2",), mlp_only=True, domain="never",
         summary="LipSDP-Layer: SDP with one multiplier per layer, certified a posteriori")
 def lipsdp_layer(net: Network, *, norm: str = "2", domain: Domain | None = None,
                  solver: str | None = None, time_limit: float | None = None,

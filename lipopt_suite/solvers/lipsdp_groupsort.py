@@ -126,7 +126,8 @@ def solve(data: SortLMIData, solver: str, *, margin: float = 0.0, eps: float | N
     return str(prob.status), float(rho.value), split_multipliers(data, t.value), ""
 
 
-@method("lipsdp-groupsort", kind="upper", norms=("2",), mlp_only=True, domain="never",
+@method("lipsdp-groupsort", kind="upper", cost="solver",
+        norms=("2",), mlp_only=True, domain="never",
         groupsort=True,
         summary="LipSDP with GroupSort/MaxMin quadratic constraints, certified a posteriori")
 def lipsdp_groupsort(net: Network, *, norm: str = "2", domain: Domain | None = None,

@@ -337,7 +337,7 @@ def _norm(J: np.ndarray, norm: str) -> float:
 
 
 # ------------------------------------------------------------------------ the method
-@method("mip", kind="exact", norms=("inf", "1"), relu_only=True, mlp_only=True,
+@method("mip", kind="exact", cost="exhaustive", norms=("inf", "1"), relu_only=True, mlp_only=True,
         domain="optional", domain_kinds=("box",),
         summary="exact l_inf/l_1 by a mixed-integer program (lipMIP), global or over a box")
 def mip(net: Network, *, norm: str = "inf", domain: Domain | None = None,

@@ -313,7 +313,7 @@ class _Walk:
         return best, moves
 
 
-@method("region-walk", kind="lower", norms=("2", "inf", "1"), mlp_only=True,
+@method("region-walk", kind="lower", cost="search", norms=("2", "inf", "1"), mlp_only=True,
         activations=("relu", "leaky_relu"), domain_kinds=("ball", "box"),
         summary="tabu walk over linear regions across facets (LPs), from a search at every "
                 "scale")

@@ -315,7 +315,7 @@ def region_norms(regions: list[Region], norm: str) -> np.ndarray:
                      for r in regions])
 
 
-@method("regions", kind="exact", norms=("2", "inf", "1"), mlp_only=True,
+@method("regions", kind="exact", cost="exhaustive", norms=("2", "inf", "1"), mlp_only=True,
         domain_kinds=("box",), activations=("relu", "leaky_relu"), groupsort=True,
         summary="exact: max ||J|| over every full-dimensional linear region (tiny nets)")
 def regions(net: Network, *, norm: str = "2", domain: Domain | None = None,
