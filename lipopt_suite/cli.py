@@ -133,6 +133,8 @@ def _methods(args: argparse.Namespace) -> int:
             flags.append("graphs")
         if m.groupsort:
             flags.append("groupsort")
+        elif m.sorts_as_relu:
+            flags.append("groupsort as relu")
         if m.domain == "required":
             flags.append("needs domain")
         if m.needs:

@@ -48,6 +48,8 @@ class MethodInfo:
     activations: tuple[str, ...] = ()  # activations it handles; empty: any
     graphs: bool = False  # accepts computation-graph networks (else sequential ones only)
     groupsort: bool = False  # handles GroupSort layers (else refuses networks holding one)
+    # takes GroupSort layers as their sorting networks of ReLU comparators (exact unrolling)
+    sorts_as_relu: bool = False
     cost: str = "search"  # one of COSTS
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,7 +58,8 @@ class MethodInfo:
                 "mlp_only": self.mlp_only, "domain": self.domain, "needs": list(self.needs),
                 "domain_kinds": list(self.domain_kinds), "anchored": self.anchored,
                 "activations": list(self.activations), "graphs": self.graphs,
-                "groupsort": self.groupsort, "cost": self.cost}
+                "groupsort": self.groupsort, "sorts_as_relu": self.sorts_as_relu,
+                "cost": self.cost}
 
 
 METHODS: dict[str, MethodInfo] = {}
@@ -118,7 +121,8 @@ def mlp_form(info: MethodInfo, net: Network, options: dict[str, Any] | None = No
     """The network an MLP-only method runs on, and what unrolling did (None: the network
     itself). A sequential network that is not an MLP (convolutions, pooling, flatten), or
     a ReLU computation graph (residual sums, concatenations), is unrolled into an MLP
-    computing exactly the same function (`unroll.unroll`, memoised on the network);
+    computing exactly the same function (`unroll.unroll`, memoised on the network), its
+    GroupSort layers written as ReLU comparators for a method with `sorts_as_relu`;
     UnsupportedError when that is impossible or too large."""
     if not info.mlp_only:
         return net, None
@@ -138,7 +142,8 @@ def mlp_form(info: MethodInfo, net: Network, options: dict[str, Any] | None = No
                              f"{value!r}")
         limits[key] = value
     try:
-        u = unroll(net, max_units=limits["unroll_units"], max_entries=limits["unroll_entries"])
+        u = unroll(net, max_units=limits["unroll_units"], max_entries=limits["unroll_entries"],
+                   sorts="relu" if info.sorts_as_relu and not info.groupsort else "keep")
     except UnsupportedError as exc:
         raise UnsupportedError(f"method {info.name} needs an MLP: {first}; {exc}") from None
     return u.net, u.info
@@ -173,8 +178,8 @@ def check_applicable(info: MethodInfo, net: Network, norm: str, domain: Domain |
                                    "in order) or a graph it can unroll, this one is a "
                                    f"computation graph{why}; methods for graphs: "
                                    f"{', '.join(able)}")
-    if net.has_groupsort and not info.groupsort:
-        able = sorted(m.name for m in METHODS.values() if m.groupsort)
+    if net.has_groupsort and not (info.groupsort or info.sorts_as_relu):
+        able = sorted(m.name for m in METHODS.values() if m.groupsort or m.sorts_as_relu)
         raise UnsupportedError(f"method {info.name} does not handle GroupSort layers (not "
                                "elementwise activations); methods for GroupSort networks: "
                                f"{', '.join(able)}")

@@ -13,7 +13,9 @@ entry written is a weight copied, a sum or product that is exact in float64 (che
 one term per entry, scaled by a power of two, biases added without rounding), or else the
 values cross a ReLU layer as above instead of being composed. Average pooling over a window
 whose size is not a power of two (1/9 is no float64 number) is refused, as is GroupSort on
-an unflattened input.
+an unflattened input. GroupSort layers stay GroupSort activations, or (`sorts="relu"`, for
+ReLU-only methods) become their sorting network of comparators, each comparator (i, j) as
+min = a_i - relu(a_i - a_j), max = a_j + relu(a_i - a_j), one ReLU layer per round.
 
 Graphs (residual sums `Add`, `Concat`, `BatchNorm`): every value still needed later crosses
 each activation layer beside it as ReLU units (relu(x) or relu(x) - relu(-x) as above), so
@@ -124,6 +126,7 @@ class _Builder:
     def __init__(self, n: int, max_units: int, max_entries: int, what: str) -> None:
         self.layers: list[Any] = []
         self.units = self.entries = self.pass_units = self.pool_units = 0
+        self.sort_units = 0
         self.max_units, self.max_entries, self.what = int(max_units), int(max_entries), what
         self.live: dict[int, _Value] = {0: _Value(None, np.zeros(n))}
         self.src_nonneg = np.zeros(n, dtype=bool)
@@ -301,6 +304,39 @@ class _Builder:
         return _Value(v.matrix()[rows_sel], v.c[rows_sel])
 
 
+    def sort_rounds(self, key: int, rounds: list[list[tuple[int, int]]], carry: list[int]
+                    ) -> _Value:
+        """A sorting network on the value: per round of disjoint comparators (i, j), one
+        ReLU layer with r = relu(a_i - a_j), a_i <- a_i - r (the minimum), a_j <- a_j + r
+        (the maximum); every entry also passes the layer unchanged (`_through`)."""
+        cur = -1
+        # held under `cur` only, unless needed later (a materialisation carries every value)
+        self.live[cur] = self.live[key] if key in carry else self.live.pop(key)
+        for rnd in rounds:
+            nonneg = self.live[cur].row_nonneg(self.src_nonneg)
+            size = self.live[cur].size
+            rows: list[tuple[tuple[int, float], ...]] = []
+            combos = [_through(r, nonneg, rows) for r in range(size)]
+            for i, j in rnd:
+                rows.append(((i, 1.0), (j, -1.0)))
+                combos[i].append((len(rows) - 1, -1.0))
+                combos[j].append((len(rows) - 1, 1.0))
+            D = np.zeros((len(rows), size))
+            for u, terms in enumerate(rows):
+                for r, sgn in terms:
+                    D[u, r] = sgn
+            pre = self.linear(cur, D, np.zeros(len(rows)))
+            del self.live[cur]
+            (blk,) = self.layer([(pre.matrix(), pre.c)], Activation("relu"), carry, True)
+            self.sort_units += len(rnd)
+            G = np.zeros((size, self.src_size))
+            for r, terms in enumerate(combos):
+                for u, sgn in terms:
+                    G[r, blk[u]] = sgn
+            self.live[cur] = _Value(G, np.zeros(size))
+        return self.live.pop(cur)
+
+
 def _through(r: int, nonneg: np.ndarray, rows: list) -> list[tuple[int, float]]:
     """Units passing value r through a ReLU layer (rows appended): relu(x), or
     relu(x) - relu(-x) when x may be negative; returns the combination giving x back."""
@@ -360,7 +396,7 @@ def _avgpool_matrix(layer: AvgPool2d, in_shape: tuple[int, ...], where: str) -> 
     return M
 
 
-def _unroll(net: Network, max_units: int, max_entries: int) -> Unrolled:
+def _unroll(net: Network, max_units: int, max_entries: int, sorts: str) -> Unrolled:
     """Walk the nodes (a sequential network's chain, or a graph's nodes) in order."""
     nodes = net.as_nodes()
     shapes = net.shapes()  # indexed by node id, 0 the input
@@ -434,7 +470,10 @@ def _unroll(net: Network, max_units: int, max_entries: int) -> Unrolled:
             if len(shape) != 1:
                 raise UnsupportedError(f"{where}: GroupSort on an input of shape {shape} "
                                        "does not unroll (its groups are not contiguous)")
-            value = b.activation(ins[0], op, carry(k))
+            if sorts == "relu":
+                value = b.sort_rounds(ins[0], op.comparator_rounds(shape[0]), carry(k))
+            else:
+                value = b.activation(ins[0], op, carry(k))
         elif isinstance(op, Activation):
             if op.name not in ACTIVATIONS:
                 raise UnsupportedError(f"{where}: activation {op.name} is not one of an "
@@ -451,14 +490,19 @@ def _unroll(net: Network, max_units: int, max_entries: int) -> Unrolled:
             "sizes": [net.input_dim] + [W.shape[0] for W in ws],
             "hidden_units": b.units, "entries": b.entries,
             "max_pool_units": b.pool_units, "pass_through_units": b.pass_units}
+    if sorts == "relu" and net.has_groupsort:
+        info["comparator_units"] = b.sort_units
     return Unrolled(mlp, info)
 
 
-def unroll(net: Network, *, max_units: int = MAX_UNITS,
-           max_entries: int = MAX_ENTRIES) -> Unrolled:
+def unroll(net: Network, *, max_units: int = MAX_UNITS, max_entries: int = MAX_ENTRIES,
+           sorts: str = "keep") -> Unrolled:
     """The network as an exactly equivalent MLP (flat input of net.input_dim entries in
-    (C, H, W) order), memoised on the network. UnsupportedError, in one line, naming the
+    (C, H, W) order), memoised on the network. GroupSort layers stay GroupSort (`sorts`
+    "keep") or become ReLU comparators ("relu"). UnsupportedError, in one line, naming the
     first layer that cannot be unrolled or the limit that is exceeded."""
+    if sorts not in ("keep", "relu"):
+        raise UnsupportedError(f"sorts must be 'keep' or 'relu', got {sorts!r}")
     if isinstance(max_units, bool) or not isinstance(max_units, (int, np.integer)) \
             or max_units < 1:
         raise UnsupportedError(f"unroll_units must be a positive integer, got {max_units!r}")
@@ -467,8 +511,8 @@ def unroll(net: Network, *, max_units: int = MAX_UNITS,
         raise UnsupportedError(f"unroll_entries must be a positive integer, got "
                                f"{max_entries!r}")
     net.validate()
-    key = ("unroll", int(max_units), int(max_entries))
-    return net.memo(__name__, key, lambda: _unroll(net, max_units, max_entries))
+    key = ("unroll", int(max_units), int(max_entries), sorts)
+    return net.memo(__name__, key, lambda: _unroll(net, max_units, max_entries, sorts))
 
 
 __all__ = ["MAX_ENTRIES", "MAX_UNITS", "Unrolled", "conv_matrix", "pool_windows", "unroll"]

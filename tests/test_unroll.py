@@ -196,3 +196,19 @@ def test_graph_values_cross_relu_layers_only():
                               (Add((1.0, 1.0)), (0, 3))], (2,))
     with pytest.raises(UnsupportedError, match="only ReLU layers"):
         unroll(res)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_groupsort_as_relu_comparators_is_the_same_function(seed):
+    from tests.test_sandwich import tiny_sort_net
+
+    net = tiny_sort_net(seed)
+    kept = unroll(net).net
+    assert kept.has_groupsort
+    u = unroll(net, sorts="relu")
+    assert u.net.is_relu and u.info["comparator_units"] > 0
+    X = np.random.default_rng(seed).standard_normal((256, net.input_dim)) * 3
+    ref = net(X)
+    assert np.abs(u.net(X) - ref).max() <= 1e-12 * max(1.0, float(np.abs(ref).max()))
+    with pytest.raises(UnsupportedError, match="sorts must be"):
+        unroll(net, sorts="bubble")

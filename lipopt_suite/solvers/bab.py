@@ -775,6 +775,7 @@ def global_radius(net: Net) -> float:
 
 @method("bab", kind="exact", cost="anytime", norms=("2", "inf", "1"), mlp_only=True,
         activations=("relu", "leaky_relu"), domain="optional", domain_kinds=("box", "ball"),
+        sorts_as_relu=True,
         summary="exact: branch-and-bound over input boxes and neurons, anytime certified gap")
 def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         time_limit: float | None = None, node_limit: int | None = None,

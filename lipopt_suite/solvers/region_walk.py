@@ -314,7 +314,7 @@ class _Walk:
 
 
 @method("region-walk", kind="lower", cost="search", norms=("2", "inf", "1"), mlp_only=True,
-        activations=("relu", "leaky_relu"), domain_kinds=("ball", "box"),
+        activations=("relu", "leaky_relu"), domain_kinds=("ball", "box"), sorts_as_relu=True,
         summary="tabu walk over linear regions across facets (LPs), from a search at every "
                 "scale")
 def region_walk(net: Network, *, norm: str = "2", domain: Domain | None = None,

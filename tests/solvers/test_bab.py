@@ -9,7 +9,7 @@ import pytest
 from lipopt_suite import Domain, InputError, Network, UnsupportedError, estimate
 from lipopt_suite.harness.nets import lipmip_width, random_mlp
 
-from ..test_sandwich import tiny_net
+from ..test_sandwich import tiny_net, tiny_sort_net
 
 # Both sides are float64 Jacobian norms of the same regions; bab closes its gap to 1e-9
 # relative and reports a certified secant, so the two agree within a few times that.
@@ -243,3 +243,29 @@ def test_a_run_left_with_unresolved_nodes_still_takes_the_toolkits_bounds(monkey
     assert b.details["upper"] <= estimate(net, "lipsdp-neuron").value
     assert b.details["lower"] >= estimate(net, "region-walk").value
     assert _contains(b, estimate(net, "regions").value)
+
+
+# GroupSort nets enter as their sorting networks of ReLU comparators (unroll, sorts="relu");
+# these seeds of the sandwich battery finish in a few seconds, the others (groups of 3 or 4,
+# two sort layers of width 6) may stop at a small limit with a certified interval
+GROUPSORT_EXACT_SEEDS = (3, 5, 8, 9)
+
+
+@pytest.mark.parametrize("seed", GROUPSORT_EXACT_SEEDS)
+@pytest.mark.parametrize("norm", ["2", "inf"])
+def test_groupsort_nets_equal_region_enumeration(seed: int, norm: str) -> None:
+    net = tiny_sort_net(seed)
+    truth = estimate(net, "regions", norm=norm).value
+    b = estimate(net, "bab", norm=norm, time_limit=LIMIT)
+    assert b.kind == "exact" and b.status == "ok"
+    assert b.value == pytest.approx(truth, rel=EXACT_RTOL)
+    assert b.details["unrolled"]["comparator_units"] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 10, 11])
+def test_a_stopped_run_on_a_groupsort_net_holds_the_exact_value(seed: int) -> None:
+    net = tiny_sort_net(seed)
+    truth = estimate(net, "regions", norm="2").value
+    b = estimate(net, "bab", norm="2", time_limit=2.0)
+    low, high = b.details["lower"], b.details["upper"]
+    assert low <= truth * (1 + EXACT_RTOL) and truth <= high * (1 + EXACT_RTOL)

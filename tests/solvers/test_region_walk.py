@@ -136,3 +136,19 @@ def test_chebyshev_ball_lies_in_its_region():
         r = secant_ratios(net, (reg.point - 0.9 * reg.radius * v)[None],
                           (reg.point + 0.9 * reg.radius * v)[None], "2")[0]
         assert r == pytest.approx(reg.value, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(0, 12, 2))
+@pytest.mark.parametrize("norm", ["2", "inf"])
+def test_groupsort_nets_through_relu_comparators(seed, norm):
+    from tests.test_sandwich import tiny_sort_net
+
+    net = tiny_sort_net(seed)
+    exact = estimate(net, "regions", norm=norm).value
+    b = estimate(net, "region-walk", norm=norm, **CHEAP)
+    assert b.certified and b.kind == "lower"
+    assert exact * (1 - EXACT_RTOL) <= b.value <= exact * (1 + EXACT_RTOL)
+    x, y = (np.asarray(b.details["witness"][k]) for k in ("x", "y"))
+    ratio = np.linalg.norm((net(x[None]) - net(y[None])).ravel(), ord=float(norm)) / \
+        np.linalg.norm(x - y, ord=float(norm))
+    assert ratio >= b.value * (1 - 1e-12)
