@@ -48,6 +48,7 @@ from .bab_bounds import (
     face_charts,
     interval_norm,
     matrix_norms,
+    merge_identity_pairs,
     pattern_jacobians,
     preactivation_bounds,
 )
@@ -196,7 +197,7 @@ class _Search:
         """Whether the top node gets a LipSDP bound now (the measured rule above)."""
         if not (self.node_sdp and self.use_lipsdp and self.norm == "2" and self.boosted
                 and self.heap and math.isfinite(self.outside_upper)
-                and not any(self.net.slopes)):
+                and not any(self.net.slopes) and not self.net.identities):
             return False
         nd = self.heap[0][2]
         if nd.sdp or nd.states is None or nd.ub < self.outside_upper:
@@ -411,7 +412,7 @@ class _Search:
         s = xi @ chart.ts + chart.t0
         out = []
         for k in range(self.net.hidden):
-            slope = np.where(z > 0, 1.0, self.net.slopes[k])
+            slope = np.where((z > 0) | self.net.ident[k], 1.0, self.net.slopes[k])
             out.append(slope)
             if k + 1 < self.net.hidden:
                 z = (slope * z) @ self.net.weights[k + 1].T + np.outer(s, self.net.biases[k + 1])
@@ -811,8 +812,9 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
     for name, flag in (("lipsdp", lipsdp), ("walk", walk), ("node_lipsdp", node_lipsdp)):
         if not isinstance(flag, bool):
             raise InputError(f"bab: {name} must be true or false, got {flag!r}")
-    weights, biases, _ = net.mlp()
-    mlp = Net.build(weights, biases, _slopes(net))
+    slopes = _slopes(net)
+    weights, biases, ident = merge_identity_pairs(*net.mlp()[:2], slopes)
+    mlp = Net.build(weights, biases, slopes, ident)
     start = time.perf_counter()
     if mlp.hidden == 0:
         from ..core.linalg import operator_norm
@@ -856,6 +858,7 @@ def bab(net: Network, *, norm: str = "2", domain: Domain | None = None,
         "charts": [c.name for c in charts], "stopped": stopped,
         "witness": {"x": search.best.x, "y": search.best.y},
         "lower_from": search.sources["lower"], "upper_from": search.sources["upper"],
+        "identity_units": mlp.identities,
         "upper_certificate": (
             "max over the open, pruned and resolved nodes of certified Jacobian bounds "
             "(symbolic interval bounds, interval hull or enumerated completions, float64 "

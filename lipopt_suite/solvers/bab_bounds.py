@@ -61,20 +61,29 @@ ENUM_ELEMENTS = 4_000_000
 @dataclass(frozen=True)
 class Net:
     """The MLP as bab sees it: weights (out, in), biases, the negative slope of each hidden
-    layer (0 for ReLU) and the flat index range of each hidden layer's neurons."""
+    layer (0 for ReLU), the flat index range of each hidden layer's neurons, and which
+    neurons are the identity (`ident`, see `merge_identity_pairs`): always on, never split."""
 
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
     slopes: tuple[float, ...]
     offsets: tuple[int, ...]
+    ident: tuple[np.ndarray, ...] = ()
 
     @classmethod
-    def build(cls, weights: list[np.ndarray], biases: list[np.ndarray], slopes: list[float]
-              ) -> Net:
+    def build(cls, weights: list[np.ndarray], biases: list[np.ndarray], slopes: list[float],
+              ident: list[np.ndarray] | None = None) -> Net:
         widths = [W.shape[0] for W in weights[:-1]]
+        if ident is None:
+            ident = [np.zeros(w, dtype=bool) for w in widths]
         return cls(tuple(np.asarray(W, np.float64) for W in weights),
                    tuple(np.asarray(b, np.float64) for b in biases), tuple(slopes),
-                   tuple(int(v) for v in np.concatenate([[0], np.cumsum(widths)])))
+                   tuple(int(v) for v in np.concatenate([[0], np.cumsum(widths)])),
+                   tuple(np.asarray(m, dtype=bool) for m in ident))
+
+    @property
+    def identities(self) -> int:
+        return int(sum(int(m.sum()) for m in self.ident))
 
     @property
     def hidden(self) -> int:
@@ -222,7 +231,7 @@ def preactivation_bounds(net: Net, chart: Chart, lo: torch.Tensor, hi: torch.Ten
                             (U.abs() @ absx[:, :, None])[..., 0] + uc.abs())
         f = forced[:, net.offsets[k]:net.offsets[k + 1]]
         margin = STABLE_RTOL * mag
-        on = (zl > margin) | (f == 1)
+        on = (zl > margin) | (f == 1) | torch.as_tensor(net.ident[k], device=dev)
         off = ((zh < -margin) | (f == 0)) & ~on
         empty |= ((f == 1) & (zh < -margin)).any(-1) | ((f == 0) & (zl > margin)).any(-1)
         st = torch.full_like(zl, 2, dtype=torch.int8)
@@ -252,6 +261,44 @@ def preactivation_bounds(net: Net, chart: Chart, lo: torch.Tensor, hi: torch.Ten
         lc = al @ Wp.T + au @ Wn.T + b * t0
         uc = au @ Wp.T + al @ Wn.T + b * t0
     return Bounds(lowers, uppers, states, empty)
+
+
+def merge_identity_pairs(weights: list[np.ndarray], biases: list[np.ndarray],
+                         slopes: list[float]) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                       list[np.ndarray]]:
+    """The same function with each pair of ReLU units (i, j) of a hidden layer whose rows,
+    biases and outgoing columns are exact negatives of each other (z and -z in, w and -w
+    out: w relu(z) - w relu(-z) = w z) written as one identity unit i (mask returned per
+    hidden layer). Exact unrolling passes values through ReLU layers as such pairs; as
+    identities they have no kink, so bab neither splits them nor relaxes them."""
+    weights = [np.asarray(W, np.float64) for W in weights]
+    biases = [np.asarray(b, np.float64) for b in biases]
+    masks = []
+    for k in range(len(weights) - 1):
+        n = weights[k].shape[0]
+        if slopes[k] != 0.0:
+            masks.append(np.zeros(n, dtype=bool))
+            continue
+        W, b, Wn = weights[k], biases[k], weights[k + 1]
+        seen: dict[bytes, int] = {}
+        keep = np.ones(n, dtype=bool)
+        ident = np.zeros(n, dtype=bool)
+        for i in range(n):
+            # +0.0 so that -0.0 and 0.0 hash alike
+            key = np.concatenate([W[i], [b[i]], Wn[:, i]]) + 0.0
+            if not np.any(key):
+                continue
+            partner = seen.pop((-key + 0.0).tobytes(), None)
+            if partner is not None:
+                keep[i] = False
+                ident[partner] = True
+            else:
+                seen.setdefault(key.tobytes(), i)
+        if not keep.all():
+            weights[k], biases[k] = W[keep], b[keep]
+            weights[k + 1] = Wn[:, keep]
+        masks.append(ident[keep])
+    return weights, biases, masks
 
 
 # ------------------------------------------------------------------------ Jacobian bounds

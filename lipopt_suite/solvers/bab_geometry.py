@@ -177,8 +177,9 @@ class ExactNet:
             z = self.W[k].dot(v) + self.b[k]
             if k == len(self.W) - 1:
                 return z
-            a = self.a[k]
-            v = np.array([zi if zi > 0 else a * zi for zi in z], dtype=object)
+            a, ident = self.a[k], self.net.ident[k]
+            v = np.array([zi if zi > 0 or ident[i] else a * zi for i, zi in enumerate(z)],
+                         dtype=object)
         return v
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from lipopt_suite import Domain, InputError, Network, UnsupportedError, estimate
-from lipopt_suite.harness.nets import lipmip_width, random_mlp
+from lipopt_suite.harness.nets import lipmip_width, random_mlp, residual_mlp
+from lipopt_suite.unroll import unroll
 
 from ..test_sandwich import tiny_net, tiny_sort_net
 
@@ -246,12 +247,11 @@ def test_a_run_left_with_unresolved_nodes_still_takes_the_toolkits_bounds(monkey
 
 
 # GroupSort nets enter as their sorting networks of ReLU comparators (unroll, sorts="relu");
-# these seeds of the sandwich battery finish in a few seconds, the others (groups of 3 or 4,
-# two sort layers of width 6) may stop at a small limit with a certified interval
-GROUPSORT_EXACT_SEEDS = (3, 5, 8, 9)
+# the values passed through a ReLU layer become identity units inside bab
+# (`merge_identity_pairs`), so each of these tiny nets finishes in well under a second
 
 
-@pytest.mark.parametrize("seed", GROUPSORT_EXACT_SEEDS)
+@pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("norm", ["2", "inf"])
 def test_groupsort_nets_equal_region_enumeration(seed: int, norm: str) -> None:
     net = tiny_sort_net(seed)
@@ -260,12 +260,33 @@ def test_groupsort_nets_equal_region_enumeration(seed: int, norm: str) -> None:
     assert b.kind == "exact" and b.status == "ok"
     assert b.value == pytest.approx(truth, rel=EXACT_RTOL)
     assert b.details["unrolled"]["comparator_units"] > 0
+    assert b.details["identity_units"] > 0
 
 
 @pytest.mark.parametrize("seed", [0, 10, 11])
 def test_a_stopped_run_on_a_groupsort_net_holds_the_exact_value(seed: int) -> None:
     net = tiny_sort_net(seed)
     truth = estimate(net, "regions", norm="2").value
-    b = estimate(net, "bab", norm="2", time_limit=2.0)
+    b = estimate(net, "bab", norm="2", node_limit=1, lipsdp=False, walk=False)
     low, high = b.details["lower"], b.details["upper"]
     assert low <= truth * (1 + EXACT_RTOL) and truth <= high * (1 + EXACT_RTOL)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_identity_pairs_merge_into_the_same_function(seed: int) -> None:
+    from lipopt_suite.solvers.bab_bounds import merge_identity_pairs
+
+    net = residual_mlp(seed=seed) if seed % 2 else tiny_sort_net(seed)
+    mlp = unroll(net, sorts="relu").net
+    ws, bs, _ = mlp.mlp()
+    mw, mb, ident = merge_identity_pairs(ws, bs, [0.0] * (len(ws) - 1))
+    assert sum(int(m.sum()) for m in ident) > 0
+    assert sum(W.shape[0] for W in mw) < sum(W.shape[0] for W in ws)
+    X = np.random.default_rng(seed).standard_normal((200, net.input_dim)) * 3
+    v = X.T
+    for k, (W, b) in enumerate(zip(mw, mb)):
+        v = W @ v + b[:, None]
+        if k < len(ident):
+            v = np.where(ident[k][:, None], v, np.maximum(v, 0.0))
+    ref = net(X)
+    assert np.abs(v.T - ref).max() <= 1e-12 * max(1.0, float(np.abs(ref).max()))
