@@ -612,7 +612,8 @@ TRACE_RTOL = 1e-6
 def trace_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Network:
     """Trace any nn.Module with torch.fx into a computation graph.
 
-    Supported: Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, abs, sin, cos,
+    Supported: Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus (also written
+    log1p(exp(x)) or log(1 + exp(x))), abs, sin, cos,
     sums and differences of tensors (residual connections), scaling and shifting by
     constant scalars, torch.cat, flatten/view to (batch, features), max/avg pooling,
     adaptive/global average pooling onto a grid that divides the input, mean over the
@@ -657,6 +658,10 @@ def trace_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Netw
             continue
         if n.op == "output":
             out = env.get(n.args[0]) if isinstance(n.args[0], fx.Node) else None
+            if out is not None and out[0] in _EXP_MARKERS:
+                raise UnsupportedError("the module returns an unsupported operation 'exp' "
+                                       "(exp is supported only as softplus, written "
+                                       "log1p(exp(x)) or log(1 + exp(x)))")
             if out is None or out[0] != "node":
                 raise UnsupportedError("the module must return one tensor")
             output = out[1]
@@ -669,8 +674,16 @@ def trace_torch(module: Any, input_shape: tuple[int, ...] | None = None) -> Netw
     return net
 
 
+# exp(x) and 1 + exp(x) are traced as markers, kept only as the argument of log1p / log:
+# log1p(exp(x)) = log(1 + exp(x)) = softplus(x); any other use of them is refused
+_EXP_MARKERS = ("exp", "1+exp")
+
+
 def _tensor_arg(env: dict[Any, Any], a: Any, what: str) -> int:
     v = env.get(a) if not isinstance(a, (int, float)) else None
+    if v is not None and v[0] in _EXP_MARKERS:
+        raise UnsupportedError(f"{what}: exp is supported only as softplus, written "
+                               "log1p(exp(x)) or log(1 + exp(x))")
     if v is None or v[0] != "node":
         raise UnsupportedError(f"{what}: expected a tensor argument")
     return v[1]
@@ -794,6 +807,9 @@ def _trace_node(gm: Any, n: Any, env: dict[Any, Any], b: GraphBuilder) -> Any:
                                    "(C, H, W) inputs is supported")
         k = b.add(AvgPool2d(shape[1:], shape[1:]), (x,), what)
         return ("node", k if keep else b.add(Flatten(), (k,), what))
+    if short in ("exp", "log1p", "log") and (n.op == "call_method" or target in (
+            getattr(torch, short), getattr(torch.special, short, None))):
+        return _exp_log(short, env.get(n.args[0]) if n.args else None, b, what)
     if target in (F.max_pool2d, F.avg_pool2d):
         x = _tensor_arg(env, n.args[0], what)
         names = ("kernel_size", "stride", "padding")
@@ -813,9 +829,29 @@ def _trace_node(gm: Any, n: Any, env: dict[Any, Any], b: GraphBuilder) -> Any:
     raise UnsupportedError(f"{what}: unsupported operation {short!r}")
 
 
+def _exp_log(short: str, arg: Any, b: GraphBuilder, what: str) -> Any:
+    """exp(x) -> the marker ("exp", x); log1p of it, or log of ("1+exp", x), -> softplus(x)."""
+    if short == "exp":
+        if arg is None or arg[0] != "node":
+            raise UnsupportedError(f"{what}: exp of a non-tensor")
+        return ("exp", arg[1])
+    want = "exp" if short == "log1p" else "1+exp"
+    if arg is None or arg[0] != want:
+        raise UnsupportedError(f"{what}: {short} is supported only as softplus, written "
+                               "log1p(exp(x)) or log(1 + exp(x))")
+    return ("node", _softplus(b, arg[1], 1.0, what))
+
+
 def _arith(kind: str, args: list[Any], kw: dict[str, Any], b: GraphBuilder, what: str
            ) -> Any:
     """Sums, differences, negation and scaling by constants as Add nodes."""
+    if kind == "add" and float(kw.get("alpha", 1.0)) == 1.0 and len(args) == 2:
+        pair = sorted(args, key=lambda v: v[0])
+        if pair[0] == ("const", 1.0) and pair[1][0] == "exp":
+            return ("1+exp", pair[1][1])  # 1 + exp(x), awaiting its log
+    if any(v[0] in _EXP_MARKERS for v in args):
+        raise UnsupportedError(f"{what}: exp is supported only as softplus, written "
+                               "log1p(exp(x)) or log(1 + exp(x))")
     if kind == "neg":
         return ("node", b.add(Add((-1.0,)), (args[0][1],), what)) if args[0][0] == "node" \
             else ("const", -args[0][1])

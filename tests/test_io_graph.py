@@ -86,6 +86,35 @@ def test_the_papers_example_traces_from_a_torch_function():
     assert estimate(net, "autolip").value == pytest.approx(2.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("form", ["log1p", "log", "log_method"])
+def test_softplus_written_out_as_in_the_paper_traces(form):
+    def softplus(z: torch.Tensor) -> torch.Tensor:
+        if form == "log1p":
+            return torch.log1p(torch.exp(z))
+        if form == "log":
+            return torch.log(1 + torch.exp(z))
+        return (z.exp() + 1).log()
+
+    class FW(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return softplus(x / 2) + torch.abs(x / 2 - 1.0 * torch.sin(x))
+
+    net = from_torch(FW(), (1,))
+    check_same_function(FW(), net, (1,))
+    assert estimate(net, "autolip").value == pytest.approx(2.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("body", [lambda x: torch.exp(x) * 2.0, lambda x: torch.log1p(x),
+                                  lambda x: torch.log(2 + torch.exp(x))])
+def test_exp_and_log_other_than_softplus_are_refused_by_name(body):
+    class M(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return body(x)
+
+    with pytest.raises(UnsupportedError, match="softplus, written log1p"):
+        from_torch(M(), (2,))
+
+
 def test_softplus_with_beta_and_sequential_wrappers():
     module = nn.Sequential(nn.Linear(3, 4), nn.Softplus(beta=2.0), nn.Linear(4, 2)).double()
     net = from_torch(module)
