@@ -104,6 +104,9 @@ ROOT_BOUNDS_SHARE = 0.15
 # root's LipSDP bound, is bounded by LipSDP-Neuron on the net without its inactive neurons,
 # while those solves have taken at most NODE_SDP_SHARE of the time since they began.
 NODE_SDP_SHARE = 0.5
+# The exact rational secant (`sharpen`) evaluates the net in fractions.Fraction: minutes on
+# nets of more weight entries than this, where the float64 secant stands instead.
+EXACT_SECANT_MAX_ENTRIES = 200_000
 
 
 @dataclass
@@ -227,7 +230,9 @@ class _Search:
             if any(W.size == 0 for W in Ws):
                 value = 0.0  # constant on the node
             else:
-                b = lipsdp_neuron(Network.from_mlp(Ws, bs))
+                left = None if self.deadline is None else max(
+                    self.deadline - time.perf_counter(), 0.1)
+                b = lipsdp_neuron(Network.from_mlp(Ws, bs), time_limit=left)
                 value = b.value if b.certified and math.isfinite(b.value) else math.inf
             nd.ub = min(nd.ub, value)
             self.sdp_count += 1
@@ -496,6 +501,8 @@ class _Search:
     def sharpen(self) -> None:
         """Exact rational secant inside the best region found (closes the float64 gap)."""
         if self.best.region is None or self.best.lower >= self.best.value * (1 - 1e-13):
+            return
+        if sum(W.size for W in self.net.weights) > EXACT_SECANT_MAX_ENTRIES:
             return
         if self.exact is None:
             self.exact = ExactNet(self.net)

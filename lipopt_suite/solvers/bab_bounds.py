@@ -266,11 +266,14 @@ def preactivation_bounds(net: Net, chart: Chart, lo: torch.Tensor, hi: torch.Ten
 def merge_identity_pairs(weights: list[np.ndarray], biases: list[np.ndarray],
                          slopes: list[float]) -> tuple[list[np.ndarray], list[np.ndarray],
                                                        list[np.ndarray]]:
-    """The same function with each pair of ReLU units (i, j) of a hidden layer whose rows,
-    biases and outgoing columns are exact negatives of each other (z and -z in, w and -w
-    out: w relu(z) - w relu(-z) = w z) written as one identity unit i (mask returned per
-    hidden layer). Exact unrolling passes values through ReLU layers as such pairs; as
-    identities they have no kink, so bab neither splits them nor relaxes them."""
+    """The same function with its ReLU units that compute the identity marked (mask per
+    hidden layer): each pair (i, j) of a hidden layer whose rows, biases and outgoing
+    columns are exact negatives of each other (z and -z in, w and -w out: w relu(z) -
+    w relu(-z) = w z) becomes one identity unit i; and a unit whose pre-activation is a
+    non-negative combination of the previous ReLU layer's (non-negative) outputs, with a
+    non-negative bias, is >= 0 everywhere, so relu is the identity on it. Exact unrolling
+    passes values through ReLU layers this way; as identities they have no kink, so bab
+    neither splits them nor relaxes them."""
     weights = [np.asarray(W, np.float64) for W in weights]
     biases = [np.asarray(b, np.float64) for b in biases]
     masks = []
@@ -297,7 +300,12 @@ def merge_identity_pairs(weights: list[np.ndarray], biases: list[np.ndarray],
         if not keep.all():
             weights[k], biases[k] = W[keep], b[keep]
             weights[k + 1] = Wn[:, keep]
-        masks.append(ident[keep])
+        ident = ident[keep]
+        if k > 0 and slopes[k - 1] == 0.0:
+            W, b, prev = weights[k], biases[k], masks[k - 1]
+            ident |= (np.all(W[:, ~prev] >= 0, axis=1) & ~np.any(W[:, prev] != 0, axis=1)
+                      & (b >= 0) & np.any(W != 0, axis=1))
+        masks.append(ident)
     return weights, biases, masks
 
 

@@ -10,7 +10,7 @@ from lipopt_suite import Domain, InputError, Network, UnsupportedError, estimate
 from lipopt_suite.harness.nets import lipmip_width, random_mlp, residual_mlp
 from lipopt_suite.unroll import unroll
 
-from ..test_sandwich import tiny_net, tiny_sort_net
+from ..test_sandwich import REGIONS_UNROLLED, tiny_net, tiny_pool_net, tiny_sort_net
 
 # Both sides are float64 Jacobian norms of the same regions; bab closes its gap to 1e-9
 # relative and reports a certified secant, so the two agree within a few times that.
@@ -290,3 +290,13 @@ def test_identity_pairs_merge_into_the_same_function(seed: int) -> None:
             v = np.where(ident[k][:, None], v, np.maximum(v, 0.0))
     ref = net(X)
     assert np.abs(v.T - ref).max() <= 1e-12 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_max_pool_nets_equal_region_enumeration(seed: int) -> None:
+    # a ReLU output carried past a max-pool gadget is >= 0: an identity unit inside bab
+    net = tiny_pool_net(seed)
+    truth = estimate(net, "regions", norm="2", **REGIONS_UNROLLED).value
+    b = estimate(net, "bab", norm="2", time_limit=LIMIT)
+    assert b.kind == "exact" and b.value == pytest.approx(truth, rel=EXACT_RTOL)
+    assert b.details["identity_units"] > 0
