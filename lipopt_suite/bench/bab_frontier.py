@@ -4,10 +4,12 @@
   a wine-quality 11-24-24-1 net at lower >= 1.7369 and a 13-20-16-8-3 net with 3 outputs at
   lower >= 10802.4, on its own nets, which we do not have): our own seeded nets of those
   shapes (wine 11-24-24-1 regression, the wine 13-20-16-8-3 classifier), and ReLU MLPs
-  64-32-1 and 64-32-32-1 on the 8x8 digits (one output logit, of class 0). Each gets
-  LipSDP-Neuron and region-walk (the baseline: the toolkit's best certified upper and lower
-  bounds), then `bab` for LONG_SECONDS; goals: exact (gap <= 1e-9) in <= 10 min, the digits
-  nets exact or gap <= 1 % in <= 5 min, and bab's interval never wider than the baseline's.
+  64-32-1 and 64-32-32-1 on the 8x8 digits (one output logit, of class 0); and MaxMin
+  (GroupSort, groups of 2) nets of the two wine shapes, which ExLipBaB proves exactly on its
+  own nets. Each gets LipSDP (Neuron; LipSDP-GroupSort on the MaxMin nets) and region-walk
+  (the baseline: the toolkit's best certified upper and lower bounds), then `bab` for
+  LONG_SECONDS; goals: exact (gap <= 1e-9) in <= 10 min, the digits nets exact or gap <= 1 %
+  in <= 5 min, and bab's interval never wider than the baseline's.
 * A fuzz: FUZZ_NETS seeded nets of fuzz_mlp (1-3 hidden layers, varied widths, biases,
   degenerate rows, ReLU or leaky ReLU), all three norms, global and on boxes, bab with a
   short time limit against region enumeration: no exception, no failed sub-solve, every
@@ -22,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-TITLE = ("bab beyond the published frontier: 11-24-24-1, 13-20-16-8-3, digits 64-32(-32)-1 "
-         "beside LipSDP-Neuron and region-walk; fuzz of seeded nets (no internal error)")
+TITLE = ("bab beyond the published frontier: 11-24-24-1, 13-20-16-8-3 (ReLU and MaxMin), "
+         "digits 64-32(-32)-1 beside LipSDP and region-walk; fuzz of seeded nets (no internal "
+         "error)")
 ROOT = Path(__file__).resolve().parents[2] / "problems"
 LONG_SECONDS = 300.0
 QUICK_SECONDS = 30.0
@@ -33,7 +36,9 @@ FUZZ_SECONDS = 1.0
 CONTAIN_RTOL = 1e-8
 PUBLISHED = {"wine_11_24_24_1": "ExLipBaB (own net): lower >= 1.7369, unfinished",
              "wine_13_20_16_8_3": "ExLipBaB (own 13-20-16-8-3 net, bike data): "
-                                  "lower >= 10802.4, unfinished"}
+                                  "lower >= 10802.4, unfinished",
+             "maxmin_wine_11_24_24_1": "ExLipBaB (own MaxMin net): exact",
+             "maxmin_wine_13_20_16_8_3": "ExLipBaB (own MaxMin net, bike data): exact"}
 
 
 def _nets() -> dict[str, Any]:
@@ -44,7 +49,12 @@ def _nets() -> dict[str, Any]:
 
     out = {"wine_11_24_24_1": train_spec(TabularSpec("wine", tuple(range(11)), 11,
                                                      (11, 24, 24, 1), "mse", 300)).net,
-           "wine_13_20_16_8_3": load(ROOT / "tabular" / "wine_13_20_16_8_3.npz")}
+           "wine_13_20_16_8_3": load(ROOT / "tabular" / "wine_13_20_16_8_3.npz"),
+           "maxmin_wine_11_24_24_1": train_spec(TabularSpec(
+               "wine", tuple(range(11)), 11, (11, 24, 24, 1), "mse", 300, group_size=2)).net,
+           "maxmin_wine_13_20_16_8_3": train_spec(TabularSpec(
+               "wine", tuple(range(13)), None, (13, 20, 16, 8, 3), "ce", 200,
+               group_size=2)).net}
     for hidden in ((32,), (32, 32)):
         W, b, _ = train_digits_mlp((64, *hidden, 10)).net.mlp()
         name = "digits_" + "_".join(str(s) for s in (64, *hidden, 1))
@@ -100,15 +110,18 @@ def run(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"fuzz": _fuzz(FUZZ_NETS // 4 if quick else FUZZ_NETS)}
     limit = QUICK_SECONDS if quick else LONG_SECONDS
     for name, net in _nets().items():
-        sdp, t_sdp = _timed(net, "lipsdp-neuron")
+        upper_method = "lipsdp-groupsort" if net.has_groupsort else "lipsdp-neuron"
+        sdp, t_sdp = _timed(net, upper_method)
         walk, t_walk = _timed(net, "region-walk")
         b, t = _timed(net, "bab", time_limit=limit)
         lo, up = b.details["lower"], b.details["upper"]
-        row = {"sizes": [net.input_dim] + [W.shape[0] for W in net.mlp()[0]],
+        row = {"sizes": [net.input_dim] + [W.shape[0] for W in net.mlp(groupsort=True)[0]],
+               "activation": "maxmin" if net.has_groupsort else "relu",
                "bab_kind": b.kind, "bab_lower": lo, "bab_upper": up,
                "bab_gap": b.details["gap"], "bab_seconds": t, "bab_nodes": b.details["nodes"],
                "bab_lower_from": b.details["lower_from"],
                "bab_upper_from": b.details["upper_from"], "time_limit": limit,
+               "lipsdp_method": upper_method,
                "lipsdp_neuron": sdp.value if sdp.certified else None,
                "lipsdp_neuron_seconds": t_sdp,
                "region_walk": walk.value if walk.certified else None,

@@ -42,6 +42,7 @@ class TabularSpec:
     epochs: int
     lr: float = 3e-3
     seed: int = 0
+    group_size: int = 0  # 0: ReLU hidden layers; g >= 2: GroupSort of groups of g (2: MaxMin)
 
 
 SPECS: dict[str, TabularSpec] = {
@@ -90,7 +91,7 @@ def train_spec(spec: TabularSpec) -> Trained:
     if X.shape[1] != spec.sizes[0]:
         raise InputError(f"{X.shape[1]} features for an input of {spec.sizes[0]}")
     with _torch_single_thread(spec.seed):
-        model = mlp_module(spec.sizes)
+        model = mlp_module(spec.sizes, spec.group_size)
         loss = fit(model, X, y, loss=spec.loss, epochs=spec.epochs, lr=spec.lr,
                    batch_size=32, seed=spec.seed)
         info: dict[str, Any] = {"train_loss": loss, "dataset": spec.dataset,

@@ -66,15 +66,18 @@ def _torch_single_thread(seed: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def mlp_module(sizes: Sequence[int]) -> Any:
-    """A float64 ReLU nn.Sequential with layer sizes `sizes` (input first)."""
+def mlp_module(sizes: Sequence[int], group_size: int = 0) -> Any:
+    """A float64 nn.Sequential with layer sizes `sizes` (input first): ReLU hidden layers,
+    or GroupSort ones of groups of `group_size` (2: MaxMin) when it is >= 2."""
     from torch import nn
+
+    from ..network import GroupSortModule
 
     mods: list[Any] = []
     for k in range(len(sizes) - 1):
         mods.append(nn.Linear(sizes[k], sizes[k + 1]))
         if k < len(sizes) - 2:
-            mods.append(nn.ReLU())
+            mods.append(GroupSortModule(group_size) if group_size >= 2 else nn.ReLU())
     return nn.Sequential(*mods).double()
 
 
