@@ -221,16 +221,21 @@ def test_every_method_without_groupsort_support_refuses_by_name():
     net = sort_net()
     refused = 0
     for info in methods():
-        if info.groupsort:
+        if info.groupsort or info.sorts_as_relu:
             continue
         for norm in info.norms:
             with pytest.raises(UnsupportedError, match="GroupSort"):
                 check_applicable(info, net, norm, None)
         refused += 1
-    names = {m.name for m in methods() if not m.groupsort}
+    names = {m.name for m in methods() if not (m.groupsort or m.sorts_as_relu)}
     assert {"lipsdp-neuron", "lipsdp-layer", "eclipse-fast", "liplt", "seqlip", "local",
-            "hypercube", "mip", "region-walk", "seqlip-greedy"} <= names
-    assert refused >= 10
+            "hypercube", "mip", "seqlip-greedy"} <= names
+    assert refused >= 9
+    # bab and region-walk take the sorts as ReLU comparators (exact unrolling)
+    for name in ("bab", "region-walk"):
+        info = next(m for m in methods() if m.name == name)
+        assert info.sorts_as_relu and not info.groupsort
+        check_applicable(info, net, "2", None)
 
 
 def test_elementwise_code_paths_refuse_when_called_directly():
