@@ -1,4 +1,5 @@
-"""LipSDP for MLPs with GroupSort/MaxMin layers: the matrix inequality and its certificate.
+"""LipSDP with linear bypasses (GroupSort/MaxMin MLPs, and any network held as layers or as
+a graph): the matrix inequality, its builder and its certificate.
 
 A MaxMin pair (a, b) -> (min, max) is linear in (a, b) and r = relu(a - b):
 min(a, b) = a - r and max(a, b) = b + r (sum preserving, a permutation on each side of
@@ -30,6 +31,16 @@ gamma_n |W| |A|, propagated through the layers); for fixed multipliers the least
 from a Schur complement, and -M(rho', T) > 0 at a slightly larger rho' is proven by the
 rounding-aware Cholesky test of numerics/lmi.py (Rump, BIT 2006) with the entry errors of
 the float64 matrix and of B_s, C bounded in the Frobenius norm.
+
+Networks (`graph_lmi_data`, the one builder; a GroupSort MLP is its sequential case): the
+same holds for any network whose ops are linear maps and slope-restricted units. A
+node's value is kept as a matrix over v with its error bound: linear ops (Affine, Conv2d,
+AvgPool2d, BatchNorm, Flatten) are products, Add a weighted sum, Concat a permutation of
+rows; an elementwise activation is a stage of units (value r), max pooling a tree of
+max(a, b) = b + relu(a - b) over each window (a stage per level, value b + r), GroupSort
+a sorting network along the first axis. Multipliers a solver leaves slightly outside the
+cone are mixed with `anchor_multipliers` (a feasible point by a backward recursion) and
+certified again (`repair_groupsort`).
 """
 
 from __future__ import annotations
@@ -458,3 +469,59 @@ def certify_groupsort(data: SortLMIData, multipliers: list[np.ndarray]) -> Certi
         margin *= CERT_GROWTH
     return Certificate(False, math.inf, math.inf, rho_min, CERT_ATTEMPTS,
                        reason="Cholesky certificate failed at every margin")
+
+
+# Smallest weight of the anchor mixed into multipliers that fail the certificate.
+REPAIR_MIN_WEIGHT = 1e-12
+
+
+def anchor_multipliers(data: SortLMIData) -> list[np.ndarray]:
+    """Multipliers, one value per stage, whose hidden block of -M is positive definite in
+    exact arithmetic (a proposal only: `repair_groupsort` certifies what it returns).
+
+    For a unit with slopes [a, b], input y = b_h . z (hidden part) and output z_c,
+    -2ab y^2 + 2(a + b) y z_c - 2 z_c^2 <= -z_c^2 + (a^2 + b^2) y^2, and
+    ||B_{s,h} z||^2 <= beta_s^2 ||z_{<s}||^2 (B_s reads earlier stages only). So with
+    tau_k = 2 (||C_h||^2 + sum_{s>k} (a_s^2 + b_s^2) tau_s beta_s^2) + 1, chosen from the
+    last stage back, z^T M_hh z <= -sum_k (tau_k / 2) ||z_k||^2 < 0."""
+    n0 = data.n0
+    total = float(np.linalg.norm(data.C[:, n0:], 2)) ** 2
+    taus = []
+    for s in reversed(data.stages):
+        tau = 2 * total + 1.0
+        taus.append(tau)
+        a, b = s.slopes
+        total += (a * a + b * b) * tau * float(np.linalg.norm(s.B[:, n0:], 2)) ** 2
+    return [np.full(s.size, tau) for s, tau in zip(data.stages, reversed(taus))]
+
+
+def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray]) -> Certificate | None:
+    """Certify a mixture (1 - w) T + w T_a of failing multipliers T with the anchor T_a of
+    `anchor_multipliers` (as lmi.repair_multipliers does with ECLipsE-Fast's point): the
+    least w making the hidden block definite from the generalised eigenvalue mu of the two
+    hidden blocks, w = 4 (-mu) / (1 - mu), doubled until certified; None if none is."""
+    from scipy.linalg import eigh
+
+    if not data.stages:
+        return None
+    anchor = anchor_multipliers(data)
+    T = clip_multipliers(multipliers)
+    n0 = data.n0
+    H = -lmi_matrix(data, T)[0][n0:, n0:]
+    Ha = -lmi_matrix(data, anchor)[0][n0:, n0:]
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(Ha))):
+        return None
+    try:
+        mu = float(eigh((H + H.T) / 2, (Ha + Ha.T) / 2, eigvals_only=True,
+                        subset_by_index=[0, 0])[0])
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+    w = REPAIR_MIN_WEIGHT if mu > 0 else min(max(4 * -mu / (1 - mu), REPAIR_MIN_WEIGHT), 0.5)
+    while w <= 1.0:
+        mixed = [(1 - w) * t + w * e for t, e in zip(T, anchor)]
+        cert = certify_groupsort(data, mixed)
+        if cert.certified:
+            return Certificate(True, cert.rho, cert.value, cert.rho_schur, cert.attempts,
+                               reason=f"mixed with the anchor multipliers, weight {w:.3g}")
+        w *= 2
+    return None

@@ -24,6 +24,7 @@ from ..numerics.groupsort_lmi import (
     SortLMIData,
     certify_groupsort,
     network_sort_data,
+    repair_groupsort,
     split_multipliers,
 )
 from ..numerics.lmi import Certificate
@@ -187,6 +188,11 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
             if T is None:
                 break
             cert = certify_groupsort(data, T)
+            if not cert.certified:
+                fixed = repair_groupsort(data, T)
+                if fixed is not None:
+                    entry["first_certificate"] = cert.reason
+                    cert = fixed
             entry["certified"] = cert.certified
             if cert.reason:
                 entry["certificate"] = cert.reason

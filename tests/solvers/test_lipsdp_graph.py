@@ -23,7 +23,14 @@ from lipopt_suite.network import (
     MaxPool2d,
     Node,
 )
-from lipopt_suite.numerics.groupsort_lmi import graph_lmi_data, lmi_dim
+from lipopt_suite.numerics.groupsort_lmi import (
+    anchor_multipliers,
+    certify_groupsort,
+    graph_lmi_data,
+    lmi_dim,
+    repair_groupsort,
+)
+from lipopt_suite.solvers.lipsdp_groupsort import solve
 
 # regions computes the exact constant from float64 SVDs (rounding ~1e-15)
 EXACT_RTOL = 1e-9
@@ -163,3 +170,18 @@ def test_refusals_are_one_line(monkeypatch):
     with pytest.raises(UnsupportedError, match=r"node 1 \(mystery\): not supported") as exc:
         graph_lmi_data(odd)
     assert "\n" not in str(exc.value)
+
+
+def test_failing_multipliers_are_repaired_with_the_anchor():
+    net = residual_mlp(n=2, hidden=3, blocks=2, outputs=2, seed=0)
+    data = graph_lmi_data(net)
+    anchor = anchor_multipliers(data)
+    assert certify_groupsort(data, anchor).certified
+    # the solver's multipliers with a unit of the last stage dropped: not certifiable
+    _, _, T, _ = solve(data, "CLARABEL")
+    T[-1][0] = 0.0
+    assert not certify_groupsort(data, T).certified
+    fixed = repair_groupsort(data, T)
+    assert fixed is not None and fixed.certified and "anchor" in fixed.reason
+    exact = estimate(net, "regions", **REGIONS).value
+    assert exact * (1 - EXACT_RTOL) <= fixed.value < certify_groupsort(data, anchor).value
