@@ -177,8 +177,11 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
     scale = float(np.max(np.diag(data.C.T @ data.C), initial=0.0)) or 1.0
     for name in candidates(solver, data.dim, method_name):
         for margin in (0.0, RETRY_MARGIN * scale):
-            left = None if time_limit is None else max(
-                time_limit - (time.perf_counter() - start), 1.0)
+            left = None if time_limit is None else time_limit - (time.perf_counter() - start)
+            if left is not None and left < 1.0:
+                if tried:  # the time limit is spent: keep what was found
+                    break
+                left = 1.0
             status, rho, T, message = solve(data, name, margin=margin, eps=eps,
                                             time_limit=left)
             entry: dict[str, Any] = {"solver": name, "status": status, "margin": margin}
