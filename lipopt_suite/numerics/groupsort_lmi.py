@@ -94,7 +94,7 @@ class Stage:
     R: np.ndarray
     slopes: tuple[float, float]
     offset: int
-    what: str  # "sort" or the elementwise activation's name
+    what: str  # "sort", "maxpool" or the elementwise activation's name
 
     @property
     def size(self) -> int:

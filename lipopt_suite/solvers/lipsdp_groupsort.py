@@ -4,8 +4,10 @@ cvxpy, and the certified answer.
 The matrix inequality is dense (the linear bypass of each sort links every later layer to
 the earlier ones), of side n0 + (units of every stage): small for the nets this is meant
 for (MaxMin 11-12-12-1: 23). The solver proposes multipliers; only `certify_groupsort`'s
-value is reported as certified. A failed certificate is retried once with a small strict
-margin on the hidden block of the LMI, which moves the solver's answer inside the cone.
+value is reported as certified. Multipliers that fail it are first mixed with a feasible
+anchor (`repair_groupsort`), then the solve is retried once with a small strict margin on
+the hidden block of the LMI, which moves the solver's answer inside the cone. The solve
+path (`certified_bound`) is shared with lipsdp-graph (solvers/lipsdp_graph.py).
 """
 
 from __future__ import annotations
@@ -202,8 +204,8 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
             if best is None or (cert.certified and not best[0].certified) or (
                     cert.certified == best[0].certified and cert.value < best[0].value):
                 best = (cert, math.sqrt(max(rho, 0.0)), name)
-            if cert.certified:
-                break
+            if cert.certified and "first_certificate" not in entry:
+                break  # a repaired answer still tries the margin (the better one is kept)
         if best is not None and best[0].certified:
             break
     details["tried"] = tried
