@@ -476,26 +476,46 @@ REPAIR_MIN_WEIGHT = 1e-12
 
 
 def anchor_multipliers(data: SortLMIData) -> list[np.ndarray]:
-    """Multipliers, one value per stage, whose hidden block of -M is positive definite in
-    exact arithmetic (a proposal only: `repair_groupsort` certifies what it returns).
+    """Multipliers, one value tau_s per stage, whose hidden block of -M is positive definite
+    in exact arithmetic (a proposal only: `repair_groupsort` certifies what it returns).
 
-    For a unit with slopes [a, b], input y = b_h . z (hidden part) and output z_c,
-    -2ab y^2 + 2(a + b) y z_c - 2 z_c^2 <= -z_c^2 + (a^2 + b^2) y^2, and
-    ||B_{s,h} z||^2 <= beta_s^2 ||z_{<s}||^2 (B_s reads earlier stages only). So with
-    tau_k = 2 (||C_h||^2 + sum_{s>k} (a_s^2 + b_s^2) tau_s beta_s^2) + 1, chosen from the
-    last stage back, z^T M_hh z <= -sum_k (tau_k / 2) ||z_k||^2 < 0."""
+    The hidden part of M is eliminated stage by stage from the last (ECLipsE-Fast's
+    recursion, Xu & Sivaranjani, NeurIPS 2024, run backwards over the stages): with P the
+    part of M on the stages not yet eliminated (C_h^T C_h at first), stage s is the
+    trailing block (B_s reads earlier stages only), tau_s = lambda_max(P_ss) makes
+    P_ss - 2 tau_s I <= -tau_s I, and the Schur complement
+    P_<< - 2ab tau_s B_<^T B_< + A_<s (2 tau_s I - P_ss)^{-1} A_<s^T,
+    A_<s = P_<s + (a + b) tau_s B_<^T, is the P of the stages before."""
+    from scipy.linalg import cho_factor, cho_solve
+
     n0 = data.n0
-    total = float(np.linalg.norm(data.C[:, n0:], 2)) ** 2
+    Ch = data.C[:, n0:]
+    P = Ch.T @ Ch
     taus = []
     for s in reversed(data.stages):
-        tau = 2 * total + 1.0
+        k = P.shape[0] - s.size
+        Pss = (P[k:, k:] + P[k:, k:].T) / 2
+        lam = float(np.linalg.eigvalsh(Pss)[-1])
+        tau = lam if lam > 0 else 1e-9 * max(float(np.abs(P).max(initial=0.0)), 1.0)
         taus.append(tau)
         a, b = s.slopes
-        total += (a * a + b * b) * tau * float(np.linalg.norm(s.B[:, n0:], 2)) ** 2
+        Bl = s.B[:, n0:n0 + k]
+        Als = P[:k, k:] + (a + b) * tau * Bl.T
+        try:
+            factor = cho_factor(2 * tau * np.eye(s.size) - Pss)
+        except np.linalg.LinAlgError:
+            factor = None
+        if factor is None:  # rounding at the boundary: double tau
+            tau *= 2
+            taus[-1] = tau
+            Als = P[:k, k:] + (a + b) * tau * Bl.T
+            factor = cho_factor(2 * tau * np.eye(s.size) - Pss)
+        P = P[:k, :k] - 2 * a * b * tau * (Bl.T @ Bl) + Als @ cho_solve(factor, Als.T)
     return [np.full(s.size, tau) for s, tau in zip(data.stages, reversed(taus))]
 
 
-def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray]) -> Certificate | None:
+def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray],
+                     anchor: list[np.ndarray] | None = None) -> Certificate | None:
     """Certify a mixture (1 - w) T + w T_a of failing multipliers T with the anchor T_a of
     `anchor_multipliers` (as lmi.repair_multipliers does with ECLipsE-Fast's point): the
     least w making the hidden block definite from the generalised eigenvalue mu of the two
@@ -504,7 +524,7 @@ def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray]) -> Certif
 
     if not data.stages:
         return None
-    anchor = anchor_multipliers(data)
+    anchor = anchor_multipliers(data) if anchor is None else anchor
     T = clip_multipliers(multipliers)
     n0 = data.n0
     H = -lmi_matrix(data, T)[0][n0:, n0:]

@@ -36,6 +36,10 @@ def lipsdp_graph(net: Network, *, norm: str = "2", domain: Domain | None = None,
     each GroupSort comparator a ReLU unit r = relu(a - b) with the value b + r, a - r),
     residual sums, convolutions, pooling and batch normalisation entering as exact linear
     maps. On an MLP it is the LipSDP-Neuron program; on a GroupSort MLP lipsdp-groupsort's.
+    Before the solve, multipliers from a backward Schur-complement recursion over the stages
+    (ECLipsE-Fast's, run on this LMI) are certified: the value returned when the solver
+    gives nothing better (a large LMI it cannot finish within time_limit), and the anchor
+    that repairs solver answers slightly outside the cone (`details["anchor_value"]`).
 
     Reference: Fazlyab, Robey, Hassani, Morari & Pappas, "Efficient and accurate estimation
     of Lipschitz constants for deep neural networks", NeurIPS 2019 (LipSDP-Neuron); Pauli,

@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..network import Network
 from ..numerics.groupsort_lmi import (
     SortLMIData,
+    anchor_multipliers,
     certify_groupsort,
     network_sort_data,
     repair_groupsort,
@@ -174,6 +175,11 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
         details["note"] = "no hidden layer: ||W||_2"
         return Bound(method_name, "upper", cert.value, "2", certified=cert.certified,
                      status="ok" if cert.certified else "inaccurate", details=details)
+    # the anchor (a feasible point by a backward recursion, no solver): a certified
+    # fallback, and the direction that repairs solver answers slightly outside the cone
+    anchor = anchor_multipliers(data)
+    fallback = certify_groupsort(data, anchor)
+    details["anchor_value"] = fallback.value
     tried: list[dict[str, Any]] = []
     best: tuple[Certificate, float, str] | None = None
     scale = float(np.max(np.diag(data.C.T @ data.C), initial=0.0)) or 1.0
@@ -194,7 +200,7 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
                 break
             cert = certify_groupsort(data, T)
             if not cert.certified:
-                fixed = repair_groupsort(data, T)
+                fixed = repair_groupsort(data, T, anchor)
                 if fixed is not None:
                     entry["first_certificate"] = cert.reason
                     cert = fixed
@@ -209,6 +215,9 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
         if best is not None and best[0].certified:
             break
     details["tried"] = tried
+    if fallback.certified and (best is None or not best[0].certified
+                               or fallback.value < best[0].value):
+        best = (fallback, fallback.value, "none (anchor multipliers)")
     if best is None:
         return Bound(method_name, "upper", math.nan, "2", certified=False,
                      status="unavailable" if not tried else "error",

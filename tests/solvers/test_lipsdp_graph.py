@@ -184,4 +184,17 @@ def test_failing_multipliers_are_repaired_with_the_anchor():
     fixed = repair_groupsort(data, T)
     assert fixed is not None and fixed.certified and "anchor" in fixed.reason
     exact = estimate(net, "regions", **REGIONS).value
-    assert exact * (1 - EXACT_RTOL) <= fixed.value < certify_groupsort(data, anchor).value
+    assert exact * (1 - EXACT_RTOL) <= fixed.value
+    assert exact * (1 - EXACT_RTOL) <= certify_groupsort(data, anchor).value
+
+
+@pytest.mark.parametrize("make", [lambda: pool_cnn(1), lambda: concat_graph(0),
+                                  lambda: sort_mlp(0), lambda: random_mlp([3, 5, 4, 2], seed=3)])
+def test_anchor_alone_is_a_certified_bound_at_least_the_optimum(make):
+    net = make()
+    data = graph_lmi_data(net)
+    cert = certify_groupsort(data, anchor_multipliers(data))
+    assert cert.certified
+    b = estimate(net, "lipsdp-graph")
+    assert cert.value >= b.value * (1 - CROSS_RTOL)
+    assert b.details["anchor_value"] == cert.value
