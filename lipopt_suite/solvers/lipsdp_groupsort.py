@@ -162,10 +162,12 @@ def lipsdp_groupsort(net: Network, *, norm: str = "2", domain: Domain | None = N
 
 def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver: str | None,
                     time_limit: float | None, eps: float | None,
-                    details: dict[str, Any] | None = None) -> Bound:
+                    details: dict[str, Any] | None = None, sdp: bool = True) -> Bound:
     """Solve the program of `data` (solvers in the order of `candidates`, each retried once
     with a strict margin when its multipliers fail the certificate) and return the Bound
-    of method `method_name`: certified only through `certify_groupsort`."""
+    of method `method_name`: certified only through `certify_groupsort`. The anchor
+    multipliers are certified first and kept when no solver does better (`sdp` False:
+    the anchor alone)."""
     if eps is not None and not (math.isfinite(eps) and 0 < eps < 1):
         raise InputError(f"eps must lie in (0, 1), got {eps}")
     details = {**(details or {}), "lmi_dim": data.dim, "variables": 1 + data.num_vars,
@@ -183,7 +185,7 @@ def certified_bound(method_name: str, data: SortLMIData, start: float, *, solver
     tried: list[dict[str, Any]] = []
     best: tuple[Certificate, float, str] | None = None
     scale = float(np.max(np.diag(data.C.T @ data.C), initial=0.0)) or 1.0
-    for name in candidates(solver, data.dim, method_name):
+    for name in candidates(solver, data.dim, method_name) if sdp else []:
         for margin in (0.0, RETRY_MARGIN * scale):
             left = None if time_limit is None else time_limit - (time.perf_counter() - start)
             if left is not None and left < 1.0:

@@ -198,3 +198,12 @@ def test_anchor_alone_is_a_certified_bound_at_least_the_optimum(make):
     b = estimate(net, "lipsdp-graph")
     assert cert.value >= b.value * (1 - CROSS_RTOL)
     assert b.details["anchor_value"] == cert.value
+
+
+def test_above_sdp_max_dim_the_anchor_alone():
+    net = residual_mlp(n=2, hidden=3, blocks=2, outputs=2, seed=1)
+    b = estimate(net, "lipsdp-graph", sdp_max_dim=5)
+    assert b.certified and b.details["solver"] == "none (anchor multipliers)"
+    assert "sdp_max_dim" in b.details["note"] and not b.details["tried"]
+    assert b.value >= estimate(net, "lipsdp-graph").value * (1 - CROSS_RTOL)
+    assert b.value >= estimate(net, "regions", **REGIONS).value * (1 - EXACT_RTOL)
