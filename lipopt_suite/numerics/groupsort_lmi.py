@@ -479,8 +479,8 @@ def anchor_multipliers(data: SortLMIData) -> list[np.ndarray]:
     """Multipliers, one value tau_s per stage, whose hidden block of -M is positive definite
     in exact arithmetic (a proposal only: `repair_groupsort` certifies what it returns).
 
-    The hidden part of M is eliminated stage by stage from the last (ECLipsE-Fast's
-    recursion, Xu & Sivaranjani, NeurIPS 2024, run backwards over the stages): with P the
+    The hidden part of M is eliminated stage by stage from the last (a recursion in
+    the manner of ECLipsE-Fast, Xu & Sivaranjani, NeurIPS 2024, run backwards): with P the
     part of M on the stages not yet eliminated (C_h^T C_h at first), stage s is the
     trailing block (B_s reads earlier stages only), tau_s = lambda_max(P_ss) makes
     P_ss - 2 tau_s I <= -tau_s I, and the Schur complement

@@ -42,7 +42,7 @@ def lipsdp_graph(net: Network, *, norm: str = "2", domain: Domain | None = None,
     residual sums, convolutions, pooling and batch normalisation entering as exact linear
     maps. On an MLP it is the LipSDP-Neuron program; on a GroupSort MLP lipsdp-groupsort's.
     Before the solve, multipliers from a backward Schur-complement recursion over the stages
-    (ECLipsE-Fast's, run on this LMI) are certified: the value returned when the solver
+    (in the manner of ECLipsE-Fast) are certified: the value returned when the solver
     gives nothing better (a large LMI it cannot finish within time_limit), and the anchor
     that repairs solver answers slightly outside the cone (`details["anchor_value"]`).
 
