@@ -537,7 +537,7 @@ def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray],
     except (np.linalg.LinAlgError, ValueError):
         return None
     w = REPAIR_MIN_WEIGHT if mu > 0 else min(max(4 * -mu / (1 - mu), REPAIR_MIN_WEIGHT), 0.5)
-    while w <= 1.0:
+    while w < 1.0:  # w = 1 is the anchor itself, certified on its own
         mixed = [(1 - w) * t + w * e for t, e in zip(T, anchor)]
         cert = certify_groupsort(data, mixed)
         if cert.certified:

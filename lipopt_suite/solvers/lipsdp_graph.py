@@ -23,8 +23,9 @@ from ..registry import method
 from .lipsdp_groupsort import certified_bound
 
 # The dense SDP's solvers (SCS on this LMI) do not finish within minutes above about this
-# side on 2 cores (digits_cnn, side 1,216: SCS unconverged after 270 s).
-SDP_MAX_DIM = 1500
+# side on 2 cores (digits_cnn, side 1,216: SCS unconverged after 270 s, its answer no
+# better than the anchor's once repaired).
+SDP_MAX_DIM = 1000
 
 
 @method("lipsdp-graph", kind="upper", cost="solver", norms=("2",), mlp_only=False,
@@ -53,7 +54,7 @@ def lipsdp_graph(net: Network, *, norm: str = "2", domain: Domain | None = None,
     Options: solver (a cvxpy name: clarabel, scs, cvxopt, mosek), time_limit (s, per
     solve), eps (solver tolerance), max_dim (largest LMI side accepted, default 3000; the
     program is dense, its cost grows as the cube of the side), sdp_max_dim (largest side
-    handed to the SDP solver, default 1500; above it the anchor's certified value alone).
+    handed to the SDP solver, default 1000; above it the anchor's certified value alone).
     Guarantee: certified upper bound on the global l2 constant when `certified` is True
     (multipliers checked a posteriori in float64, errors of the weight products bounded).
     """
