@@ -80,7 +80,7 @@ from .rounding import UNIT_ROUNDOFF, gamma
 BOUND_INFLATION = 1.01
 # Default and hard limits of `graph_lmi_data`: the LMI side, and the entries of one value's
 # dense matrix (rows of a node times the LMI side).
-DEFAULT_MAX_DIM = 3000
+DEFAULT_MAX_DIM = 6000
 MAX_ENTRIES = 20_000_000
 
 
