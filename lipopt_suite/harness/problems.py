@@ -39,9 +39,9 @@ REPO_PROBLEMS = Path(__file__).resolve().parents[2] / "problems"
 # Method names of DESIGN.md section 5; presets may only name these.
 DESIGN_METHODS = (
     "frobenius", "autolip", "seqlip", "seqlip-greedy", "lipsdp-neuron", "lipsdp-layer",
-    "eclipse-fast", "liplt", "local", "lipopt-lp", "data", "random", "gradient-ascent",
+    "eclipse-fast", "liplt", "local", "data", "random", "gradient-ascent",
     "annealing", "grid", "clever", "regions", "hypercube", "mip", "bab", "region-walk",
-    "lipsdp-groupsort",
+    "lipsdp-groupsort", "lipsdp-graph",
 )
 
 # Hidden width of the scaman2018 MLPs: with 20 units per layer, the ratios Frob./AutoLip
@@ -685,6 +685,9 @@ PRESETS: dict[str, Preset] = {
             # CNNs and ReLU graphs through their exact unrolling into MLPs (LipSDP on the
             # 4-10 layer CNNs runs to its limit: the scaman2018-cnn preset has them)
             Part(("digits_resnet",), ("lipsdp-layer", "region-walk")),
+            # LipSDP on the graph itself (linear bypasses, no pass-through units)
+            Part(("scaman2018-cnn", "digits_cnn", "digits_resnet", "residual_mlp"),
+                 ("lipsdp-graph",)),
             Part(("residual_mlp",), ("bab",) + SDP + ("region-walk",)),
             # exact values beyond region enumeration: branch-and-bound
             Part(("scaman2018", "tiny0", "tiny1", "tiny2", "lipmip_depth1", "lipmip_depth2")
@@ -724,7 +727,8 @@ PRESETS: dict[str, Preset] = {
         "scaman2018-cnn", "the CNN table of Scaman & Virmaux 2018 (l2) and its AlexNet row", (
             Part(("scaman2018-cnn",), ("autolip", "seqlip-greedy", "data", "annealing")),
             # what the table could not give: LipSDP and the region walk on the unrolled CNNs
-            Part(("scaman2018-cnn",), SDP + ("region-walk", "gradient-ascent")),
+            Part(("scaman2018-cnn",), SDP + ("lipsdp-graph", "region-walk",
+                                             "gradient-ascent")),
         ), time_limit=300.0,
         after=(("alexnet.json", "lipopt_suite.harness.cnn_table:write_alexnet_row"),)),
     "tabular": Preset(
