@@ -261,6 +261,24 @@ class _Builder:
         (blk,) = self.layer([(v.matrix(), v.c)], act, carry, nonneg)
         return self.select(blk)
 
+    def gadgets(self, cur: int, rows: list[tuple[tuple[int, float], ...]],
+                combos: list[list[tuple[int, float]]], carry: list[int]) -> _Value:
+        """One ReLU layer of units relu(sum of +-entries of value `cur`) (`rows`: (entry,
+        sign) terms per unit), replacing `cur`; returns the value whose entries are the
+        +-combinations `combos` ((unit, sign) terms) of those units."""
+        D = np.zeros((len(rows), self.live[cur].size))
+        for u, terms in enumerate(rows):
+            for r, sign in terms:
+                D[u, r] = sign
+        pre = self.linear(cur, D, np.zeros(len(rows)))
+        del self.live[cur]
+        (blk,) = self.layer([(pre.matrix(), pre.c)], Activation("relu"), carry, True)
+        G = np.zeros((len(combos), self.src_size))
+        for i, terms in enumerate(combos):
+            for u, sign in terms:
+                G[i, blk[u]] = sign
+        return _Value(G, np.zeros(len(combos)))
+
     def max_windows(self, key: int, windows: list[np.ndarray], carry: list[int]) -> _Value:
         """The maximum over each window (a list of indices into the value): a tree of
         pairwise maxima, one ReLU layer per level."""
@@ -285,19 +303,8 @@ class _Builder:
                     combos.append(_through(it[-1], nonneg, rows))
                     new.append(len(combos) - 1)
                 new_items.append(new)
-            D = np.zeros((len(rows), self.live[cur].size))
-            for i, terms in enumerate(rows):
-                for r, s in terms:
-                    D[i, r] = s
-            pre = self.linear(cur, D, np.zeros(len(rows)))
-            del self.live[cur]
-            (blk,) = self.layer([(pre.matrix(), pre.c)], Activation("relu"), carry, True)
+            self.live[cur] = self.gadgets(cur, rows, combos, carry)
             self.pool_units += len(rows)
-            G = np.zeros((len(combos), self.src_size))
-            for i, terms in enumerate(combos):
-                for u, s in terms:
-                    G[i, blk[u]] = s
-            self.live[cur] = _Value(G, np.zeros(len(combos)))
             items = new_items
         v = self.live.pop(cur)
         rows_sel = np.array([it[0] for it in items], dtype=np.int64)
@@ -321,19 +328,8 @@ class _Builder:
                 rows.append(((i, 1.0), (j, -1.0)))
                 combos[i].append((len(rows) - 1, -1.0))
                 combos[j].append((len(rows) - 1, 1.0))
-            D = np.zeros((len(rows), size))
-            for u, terms in enumerate(rows):
-                for r, sgn in terms:
-                    D[u, r] = sgn
-            pre = self.linear(cur, D, np.zeros(len(rows)))
-            del self.live[cur]
-            (blk,) = self.layer([(pre.matrix(), pre.c)], Activation("relu"), carry, True)
+            self.live[cur] = self.gadgets(cur, rows, combos, carry)
             self.sort_units += len(rnd)
-            G = np.zeros((size, self.src_size))
-            for r, terms in enumerate(combos):
-                for u, sgn in terms:
-                    G[r, blk[u]] = sgn
-            self.live[cur] = _Value(G, np.zeros(size))
         return self.live.pop(cur)
 
 
