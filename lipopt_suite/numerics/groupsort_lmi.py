@@ -71,6 +71,7 @@ from .lmi import (
     CERT_REL_MARGIN,
     Certificate,
     clip_multipliers,
+    mix_until_certified,
 )
 from .psd import certify_positive_definite
 from .rounding import UNIT_ROUNDOFF, gamma
@@ -471,10 +472,6 @@ def certify_groupsort(data: SortLMIData, multipliers: list[np.ndarray]) -> Certi
                        reason="Cholesky certificate failed at every margin")
 
 
-# Smallest weight of the anchor mixed into multipliers that fail the certificate.
-REPAIR_MIN_WEIGHT = 1e-12
-
-
 def anchor_multipliers(data: SortLMIData) -> list[np.ndarray]:
     """Multipliers, one value tau_s per stage, whose hidden block of -M is positive definite
     in exact arithmetic (a proposal only: `repair_groupsort` certifies what it returns).
@@ -520,8 +517,6 @@ def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray],
     `anchor_multipliers` (as lmi.repair_multipliers does with ECLipsE-Fast's point): the
     least w making the hidden block definite from the generalised eigenvalue mu of the two
     hidden blocks, w = 4 (-mu) / (1 - mu), doubled until certified; None if none is."""
-    from scipy.linalg import eigh
-
     if not data.stages:
         return None
     anchor = anchor_multipliers(data) if anchor is None else anchor
@@ -531,17 +526,7 @@ def repair_groupsort(data: SortLMIData, multipliers: list[np.ndarray],
     Ha = -lmi_matrix(data, anchor)[0][n0:, n0:]
     if not (np.all(np.isfinite(H)) and np.all(np.isfinite(Ha))):
         return None
-    try:
-        mu = float(eigh((H + H.T) / 2, (Ha + Ha.T) / 2, eigvals_only=True,
-                        subset_by_index=[0, 0])[0])
-    except (np.linalg.LinAlgError, ValueError):
-        return None
-    w = REPAIR_MIN_WEIGHT if mu > 0 else min(max(4 * -mu / (1 - mu), REPAIR_MIN_WEIGHT), 0.5)
-    while w < 1.0:  # w = 1 is the anchor itself, certified on its own
-        mixed = [(1 - w) * t + w * e for t, e in zip(T, anchor)]
-        cert = certify_groupsort(data, mixed)
-        if cert.certified:
-            return Certificate(True, cert.rho, cert.value, cert.rho_schur, cert.attempts,
-                               reason=f"mixed with the anchor multipliers, weight {w:.3g}")
-        w *= 2
-    return None
+    # w = 1 is the anchor itself, certified on its own by the caller
+    return mix_until_certified(T, anchor, (H + H.T) / 2, (Ha + Ha.T) / 2,
+                               lambda mixed: certify_groupsort(data, mixed),
+                               "the anchor multipliers", include_anchor=False)

@@ -20,6 +20,7 @@ the value reported as certified always comes from `certify_multipliers`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -500,25 +501,35 @@ def repair_multipliers(data: LMIData, multipliers: list[np.ndarray]) -> Certific
     w* = -mu / (1 - mu). The LMI is jointly convex in (rho, T), so a small w costs at most
     w (rho_e - rho) in value. w starts at a few times w* and doubles until certified.
     """
-    from scipy.linalg import eigh
-
     if len(data.weights) == 1:
         return None
     anchor = eclipse_multipliers(data)
     if anchor is None:
         return None
     T = clip_multipliers(multipliers)
-    H = hidden_lmi(data, T)[0]
-    He = hidden_lmi(data, anchor)[0]
+    return mix_until_certified(T, anchor, hidden_lmi(data, T)[0], hidden_lmi(data, anchor)[0],
+                               lambda mixed: certify_multipliers(data, mixed),
+                               "the ECLipsE-Fast point")
+
+
+def mix_until_certified(T: list[np.ndarray], anchor: list[np.ndarray], H: np.ndarray,
+                        H_anchor: np.ndarray, certify: Callable[[list[np.ndarray]], Certificate],
+                        label: str, *, include_anchor: bool = True) -> Certificate | None:
+    """The first certified mixture (1 - w) T + w anchor, w from a few times the least weight
+    making the hidden block H(T) (positive definite at the anchor, H_anchor) definite,
+    doubled up to 1 (the anchor itself, unless `include_anchor` is False); None if none.
+    H is affine in T, so that weight is -mu / (1 - mu) for the smallest generalised
+    eigenvalue mu of (H, H_anchor)."""
+    from scipy.linalg import eigh
+
     try:
-        mu = float(eigh(H, He, eigvals_only=True, subset_by_index=[0, 0])[0])
+        mu = float(eigh(H, H_anchor, eigvals_only=True, subset_by_index=[0, 0])[0])
     except (np.linalg.LinAlgError, ValueError):
         return None
     w = REPAIR_MIN_WEIGHT if mu > 0 else min(max(4 * -mu / (1 - mu), REPAIR_MIN_WEIGHT), 0.5)
-    while w <= 1.0:
-        mixed = [(1 - w) * t + w * e for t, e in zip(T, anchor)]
-        cert = certify_multipliers(data, mixed)
+    while w < 1.0 or (include_anchor and w == 1.0):
+        cert = certify([(1 - w) * t + w * e for t, e in zip(T, anchor)])
         if cert.certified:
-            return replace(cert, reason=f"mixed with the ECLipsE-Fast point, weight {w:.3g}")
+            return replace(cert, reason=f"mixed with {label}, weight {w:.3g}")
         w *= 2
     return None

@@ -52,7 +52,7 @@ def lipsdp_graph(net: Network, *, norm: str = "2", domain: Domain | None = None,
     Havens, Araujo, Garg, Khorrami, Allgöwer & Hu, "Novel quadratic constraints for
     extending LipSDP beyond slope-restricted activations", ICLR 2024 (GroupSort/MaxMin).
     Options: solver (a cvxpy name: clarabel, scs, cvxopt, mosek), time_limit (s, per
-    solve), eps (solver tolerance), max_dim (largest LMI side accepted, default 3000; the
+    solve), eps (solver tolerance), max_dim (largest LMI side accepted, default 6000; the
     program is dense, its cost grows as the cube of the side), sdp_max_dim (largest side
     handed to the SDP solver, default 1000; above it the anchor's certified value alone).
     Guarantee: certified upper bound on the global l2 constant when `certified` is True
